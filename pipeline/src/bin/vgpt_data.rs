@@ -1,0 +1,369 @@
+//! `vgpt-data`: prepare, verify and inspect clip shards. Parses arguments
+//! and calls into the `videogpt_pipeline` library; nothing else.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use videogpt_pipeline::shards::{ClipIndex, verify_split};
+use videogpt_pipeline::sources::ClipSource;
+use videogpt_pipeline::sources::bair::{self, Bair};
+use videogpt_pipeline::sources::moving_mnist::{self, GeneratorConfig, MnistRaw, MovingMnist};
+use videogpt_pipeline::{ClipSampling, PrepareConfig, PrepareSummary, StartPolicy, prepare_split};
+
+#[derive(Parser)]
+#[command(
+    name = "vgpt-data",
+    version,
+    about = "VideoGPT datasets: prepare, verify and inspect clip shards"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Turn a dataset's raw files into clip shards under <root>/<dataset>/clips/<split>.
+    Prepare {
+        #[command(subcommand)]
+        dataset: Dataset,
+    },
+    /// Re-check every shard's size and SHA-256 against index.json; name the bad ones.
+    Verify {
+        /// A split folder, a dataset's clips folder, or a dataset name under --root.
+        target: String,
+        #[arg(long, default_value = "datasets")]
+        root: PathBuf,
+        /// Also decompress every clip (checks each zstd frame's checksum).
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Print a prepared split's manifest summary.
+    Info {
+        target: String,
+        #[arg(long, default_value = "datasets")]
+        root: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum Dataset {
+    /// Moving MNIST from mnist_test_seq.npy, or generated from real MNIST digits.
+    MovingMnist(MovingMnistArgs),
+    /// BAIR robot pushing from softmotion30_44k/{train,test}/*.tfrecords.
+    Bair(BairArgs),
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Data root holding <dataset>/raw and <dataset>/clips.
+    #[arg(long, default_value = "datasets")]
+    root: PathBuf,
+    /// Splits to prepare, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "train,test")]
+    splits: Vec<String>,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 16)]
+    seq_len: u32,
+    /// Take every N-th source frame.
+    #[arg(long, default_value_t = 1)]
+    frame_stride: u32,
+    /// Clip starts per video: first, all, random[:N], sliding:STEP.
+    #[arg(long, default_value = "random:1")]
+    start: StartPolicy,
+    /// Seed of every random choice (same seed, same shards).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Source videos per shard (default depends on the dataset).
+    #[arg(long)]
+    videos_per_shard: Option<usize>,
+    #[arg(long, default_value_t = 3)]
+    zstd_level: i32,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Replace a split prepared with other settings.
+    #[arg(long)]
+    overwrite: bool,
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct MovingMnistArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Raw folder (default <root>/moving-mnist/raw).
+    #[arg(long)]
+    raw: Option<PathBuf>,
+    /// Generated sequences in the train split.
+    #[arg(long, default_value_t = 10_000)]
+    train_sequences: usize,
+    /// Generated sequences in the test split.
+    #[arg(long, default_value_t = 1_000)]
+    test_sequences: usize,
+    /// Frames per generated sequence.
+    #[arg(long, default_value_t = 20)]
+    frames: usize,
+    /// With mnist_test_seq.npy: how many of its last sequences form the test split.
+    #[arg(long, default_value_t = 1_000)]
+    npy_test_sequences: usize,
+}
+
+#[derive(Args)]
+struct BairArgs {
+    /// Folder holding softmotion30_44k/ (or train/ and test/); default <root>/bair/raw.
+    raw: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+impl CommonArgs {
+    fn config(&self, default_videos_per_shard: usize) -> PrepareConfig {
+        PrepareConfig {
+            sampling: ClipSampling {
+                seq_len: self.seq_len,
+                frame_stride: self.frame_stride,
+                start: self.start,
+            },
+            seed: self.seed,
+            videos_per_shard: self.videos_per_shard.unwrap_or(default_videos_per_shard),
+            zstd_level: self.zstd_level,
+            overwrite: self.overwrite,
+            progress: !self.no_progress,
+        }
+    }
+
+    fn split_dir(&self, dataset: &str, split: &str) -> PathBuf {
+        self.root.join(dataset).join("clips").join(split)
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Prepare { dataset } => {
+            let common = match &dataset {
+                Dataset::MovingMnist(a) => &a.common,
+                Dataset::Bair(a) => &a.common,
+            };
+            if let Some(n) = common.threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .context("--threads")?;
+            }
+            let summaries = match &dataset {
+                Dataset::MovingMnist(a) => prepare_moving_mnist(a)?,
+                Dataset::Bair(a) => prepare_bair(a)?,
+            };
+            report(&summaries)
+        }
+        Command::Verify { target, root, deep } => {
+            let mut bad = 0;
+            for dir in split_dirs(&target, &root)? {
+                let report = verify_split(&dir, deep)?;
+                for p in &report.problems {
+                    println!("CORRUPT {}: {}", dir.join(&p.file).display(), p.what);
+                }
+                let verdict = if report.ok() { "ok" } else { "FAILED" };
+                println!(
+                    "{verdict}: {} ({} shards, {} clips, {} problems)",
+                    dir.display(),
+                    report.shards_checked,
+                    report.clips_checked,
+                    report.problems.len()
+                );
+                bad += report.problems.len();
+            }
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Info { target, root } => {
+            for dir in split_dirs(&target, &root)? {
+                let index = ClipIndex::read(&dir)?;
+                let bytes: u64 = index.shards.iter().map(|s| s.bytes).sum();
+                let raw: u64 = index.shards.iter().map(|s| s.raw_bytes).sum();
+                println!(
+                    "{}: {}/{}: {} clips of {:?} (THWC uint8) from {} videos in {} shards, {:.1} MB ({:.1}x compressed), {} rejects",
+                    dir.display(),
+                    index.dataset,
+                    index.split,
+                    index.num_clips,
+                    index.clip_shape,
+                    index.num_videos,
+                    index.shards.len(),
+                    bytes as f64 / 1e6,
+                    raw as f64 / bytes.max(1) as f64,
+                    index.rejects.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Split folders named by `target`: a split folder, a clips folder, a
+/// dataset folder, or a dataset name under `root`.
+fn split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
+    let path = PathBuf::from(target);
+    let candidates = [
+        path.clone(),
+        path.join("clips"),
+        root.join(target).join("clips"),
+    ];
+    for c in candidates {
+        if c.join("index.json").is_file() {
+            return Ok(vec![c]);
+        }
+        if c.is_dir() {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&c)
+                .with_context(|| c.display().to_string())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("index.json").is_file())
+                .collect();
+            if !dirs.is_empty() {
+                dirs.sort();
+                return Ok(dirs);
+            }
+        }
+    }
+    bail!(
+        "{target}: no prepared split found (no index.json there, in {target}/clips/*, or in {}/{target}/clips/*)",
+        root.display()
+    )
+}
+
+fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
+    let raw_dir = a
+        .raw
+        .clone()
+        .unwrap_or_else(|| a.common.root.join("moving-mnist/raw"));
+    let raw = moving_mnist::discover(&raw_dir)?;
+    let config = a.common.config(1000);
+    let mut out = Vec::new();
+    for split in &a.common.splits {
+        let source = match &raw {
+            MnistRaw::Npy(path) => MovingMnist::from_npy(path, split, a.npy_test_sequences)?,
+            digits => {
+                let sequences = if split == "test" {
+                    a.test_sequences
+                } else {
+                    a.train_sequences
+                };
+                let generator = GeneratorConfig {
+                    sequences,
+                    frames: a.frames,
+                    ..Default::default()
+                };
+                MovingMnist::generated(digits, split, generator, config.seed)?
+            }
+        };
+        out.push(run_split(
+            &source,
+            &a.common.split_dir("moving-mnist", split),
+            &config,
+        )?);
+    }
+    Ok(out)
+}
+
+fn prepare_bair(a: &BairArgs) -> Result<Vec<PrepareSummary>> {
+    let raw = a
+        .raw
+        .clone()
+        .unwrap_or_else(|| a.common.root.join("bair/raw"));
+    let config = a.common.config(256);
+    let mut out = Vec::new();
+    for split in &a.common.splits {
+        let source = Bair::open(&bair::find_split_dir(&raw, split)?, split)?;
+        out.push(run_split(
+            &source,
+            &a.common.split_dir("bair", split),
+            &config,
+        )?);
+    }
+    Ok(out)
+}
+
+fn run_split(
+    source: &dyn ClipSource,
+    dir: &Path,
+    config: &PrepareConfig,
+) -> Result<PrepareSummary> {
+    tracing::info!(
+        dataset = source.dataset(),
+        split = source.split(),
+        videos = source.videos().len(),
+        "preparing {}",
+        dir.display()
+    );
+    Ok(prepare_split(source, dir, config)?)
+}
+
+fn report(summaries: &[PrepareSummary]) -> Result<ExitCode> {
+    println!(
+        "{:<14} {:<6} {:>8} {:>9} {:>14} {:>10} {:>10} {:>7} {:>9} {:>8}",
+        "dataset",
+        "split",
+        "videos",
+        "clips",
+        "shards new/old",
+        "raw MB",
+        "zstd MB",
+        "ratio",
+        "clips/s",
+        "rejects"
+    );
+    let mut rejects = 0;
+    for s in summaries {
+        println!(
+            "{:<14} {:<6} {:>8} {:>9} {:>14} {:>10.1} {:>10.1} {:>6.1}x {:>9.0} {:>8}",
+            s.dataset,
+            s.split,
+            s.num_videos,
+            s.num_clips,
+            format!("{}/{}", s.shards_written, s.shards_skipped),
+            s.raw_bytes as f64 / 1e6,
+            s.compressed_bytes as f64 / 1e6,
+            s.compression_ratio(),
+            s.num_clips as f64 / s.elapsed.as_secs_f64().max(1e-9),
+            s.rejects.len()
+        );
+        rejects += s.rejects.len();
+    }
+    for s in summaries {
+        println!("wrote {}", s.dir.display());
+        for r in &s.rejects {
+            eprintln!("rejected: {r}");
+        }
+    }
+    if rejects > 0 {
+        eprintln!(
+            "error: {rejects} inputs rejected (listed above and in each split's index.json); the rest was prepared"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,270 @@
+//! Which clips to cut from a video: sequence length, frame stride and the
+//! start policy.
+//!
+//! A clip of `seq_len` frames taken every `frame_stride` frames spans
+//! `(seq_len - 1) * frame_stride + 1` source frames, so a video of `n` frames
+//! has the valid starts `0..=n - span`. Every one of them is reachable: the
+//! reference VideoGPT samples `randint(0, n - seq_len)` and so never picks the
+//! last valid start; that bug is not copied here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::SplitMix64;
+
+/// How clip start frames are chosen within one video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StartPolicy {
+    /// One clip starting at frame 0.
+    First,
+    /// `per_video` distinct starts drawn uniformly from all valid starts
+    /// (fewer when the video has fewer), seeded per video.
+    Random { per_video: u32 },
+    /// Starts 0, step, 2*step, ... while the clip fits.
+    Sliding { step: u32 },
+}
+
+impl Default for StartPolicy {
+    fn default() -> Self {
+        StartPolicy::Random { per_video: 1 }
+    }
+}
+
+impl fmt::Display for StartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartPolicy::First => write!(f, "first"),
+            StartPolicy::Random { per_video } => write!(f, "random:{per_video}"),
+            StartPolicy::Sliding { step } => write!(f, "sliding:{step}"),
+        }
+    }
+}
+
+impl FromStr for StartPolicy {
+    type Err = String;
+
+    /// `first`, `all` (= `sliding:1`), `random[:N]`, `sliding:STEP`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (s, None),
+        };
+        let number = |default: Option<u32>| -> Result<u32, String> {
+            match arg {
+                None => default
+                    .ok_or_else(|| format!("start policy `{s}` needs a number, e.g. `{kind}:4`")),
+                Some(a) => match a.parse::<u32>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!(
+                        "start policy `{s}`: `{a}` is not a positive integer"
+                    )),
+                },
+            }
+        };
+        match kind {
+            "first" if arg.is_none() => Ok(StartPolicy::First),
+            "all" if arg.is_none() => Ok(StartPolicy::Sliding { step: 1 }),
+            "random" => Ok(StartPolicy::Random {
+                per_video: number(Some(1))?,
+            }),
+            "sliding" => Ok(StartPolicy::Sliding {
+                step: number(None)?,
+            }),
+            _ => Err(format!(
+                "unknown start policy `{s}`; expected first, all, random[:N] or sliding:STEP"
+            )),
+        }
+    }
+}
+
+/// Everything that decides which frames make up the clips of a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClipSampling {
+    /// Frames per clip (VideoGPT: 16).
+    pub seq_len: u32,
+    /// Take every `frame_stride`-th source frame.
+    pub frame_stride: u32,
+    pub start: StartPolicy,
+}
+
+impl Default for ClipSampling {
+    fn default() -> Self {
+        Self {
+            seq_len: 16,
+            frame_stride: 1,
+            start: StartPolicy::default(),
+        }
+    }
+}
+
+impl ClipSampling {
+    /// Source frames covered by one clip.
+    pub fn span(&self) -> usize {
+        (self.seq_len as usize - 1) * self.frame_stride as usize + 1
+    }
+
+    /// Number of valid start frames in a video of `num_frames` frames.
+    pub fn valid_starts(&self, num_frames: usize) -> usize {
+        (num_frames + 1).saturating_sub(self.span())
+    }
+
+    /// The chosen start frames, ascending. `rng` is the video's own stream;
+    /// it is used only by the random policy.
+    pub fn starts(&self, num_frames: usize, rng: &mut SplitMix64) -> Vec<usize> {
+        let valid = self.valid_starts(num_frames);
+        if valid == 0 {
+            return Vec::new();
+        }
+        match self.start {
+            StartPolicy::First => vec![0],
+            StartPolicy::Sliding { step } => (0..valid).step_by(step as usize).collect(),
+            StartPolicy::Random { per_video } => {
+                let k = (per_video as usize).min(valid);
+                // Partial Fisher-Yates over 0..valid, without materialising
+                // the whole range when it is large.
+                let mut swapped = std::collections::HashMap::<usize, usize>::new();
+                let mut picked = Vec::with_capacity(k);
+                for i in 0..k {
+                    let j = i + rng.below((valid - i) as u64) as usize;
+                    let vj = *swapped.get(&j).unwrap_or(&j);
+                    let vi = *swapped.get(&i).unwrap_or(&i);
+                    swapped.insert(j, vi);
+                    picked.push(vj);
+                }
+                picked.sort_unstable();
+                picked
+            }
+        }
+    }
+
+    /// The source frame indices of the clip starting at `start`.
+    pub fn frame_indices(&self, start: usize) -> impl Iterator<Item = usize> + use<> {
+        let stride = self.frame_stride as usize;
+        (0..self.seq_len as usize).map(move |k| start + k * stride)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.seq_len == 0 {
+            return Err("--seq-len must be at least 1".into());
+        }
+        if self.frame_stride == 0 {
+            return Err("--frame-stride must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampling(seq_len: u32, stride: u32, start: StartPolicy) -> ClipSampling {
+        ClipSampling {
+            seq_len,
+            frame_stride: stride,
+            start,
+        }
+    }
+
+    #[test]
+    fn every_valid_start_including_the_last_is_reachable() {
+        // 20 frames, 16 per clip: starts 0..=4, five of them.
+        let s = sampling(16, 1, StartPolicy::Random { per_video: 1 });
+        assert_eq!(s.valid_starts(20), 5);
+        let mut seen = [false; 5];
+        for video in 0..500 {
+            let mut rng = SplitMix64::for_item(1, "test", video);
+            let starts = s.starts(20, &mut rng);
+            assert_eq!(starts.len(), 1);
+            seen[starts[0]] = true;
+        }
+        assert_eq!(
+            seen, [true; 5],
+            "start 4 (the last valid one) must be drawn"
+        );
+    }
+
+    #[test]
+    fn stride_widens_the_span() {
+        let s = sampling(16, 2, StartPolicy::Sliding { step: 1 });
+        assert_eq!(s.span(), 31);
+        assert_eq!(s.valid_starts(30), 0);
+        assert_eq!(s.starts(31, &mut SplitMix64::new(0)), vec![0]);
+        assert_eq!(s.frame_indices(3).collect::<Vec<_>>().last(), Some(&33));
+    }
+
+    #[test]
+    fn policies_pick_the_documented_starts() {
+        let mut rng = SplitMix64::new(5);
+        assert_eq!(
+            sampling(16, 1, StartPolicy::First).starts(30, &mut rng),
+            vec![0]
+        );
+        assert_eq!(
+            sampling(16, 1, StartPolicy::Sliding { step: 8 }).starts(30, &mut rng),
+            vec![0, 8]
+        );
+        assert_eq!(
+            sampling(16, 1, StartPolicy::Sliding { step: 1 }).starts(18, &mut rng),
+            vec![0, 1, 2]
+        );
+        assert!(
+            sampling(16, 1, StartPolicy::First)
+                .starts(15, &mut rng)
+                .is_empty()
+        );
+        let all = sampling(16, 1, StartPolicy::Random { per_video: 100 }).starts(30, &mut rng);
+        assert_eq!(
+            all,
+            (0..15).collect::<Vec<_>>(),
+            "more draws than starts gives each start once"
+        );
+        let some = sampling(4, 1, StartPolicy::Random { per_video: 3 }).starts(1000, &mut rng);
+        assert_eq!(some.len(), 3);
+        assert!(some.windows(2).all(|w| w[0] < w[1]) && some[2] <= 996);
+    }
+
+    #[test]
+    fn same_seed_same_starts() {
+        let s = sampling(8, 1, StartPolicy::Random { per_video: 3 });
+        let a = s.starts(100, &mut SplitMix64::for_item(9, "v", 3));
+        let b = s.starts(100, &mut SplitMix64::for_item(9, "v", 3));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn policy_strings_round_trip_and_bad_ones_explain() {
+        for p in ["first", "random:3", "sliding:4"] {
+            assert_eq!(p.parse::<StartPolicy>().unwrap().to_string(), p);
+        }
+        assert_eq!(
+            "all".parse::<StartPolicy>().unwrap(),
+            StartPolicy::Sliding { step: 1 }
+        );
+        assert_eq!(
+            "random".parse::<StartPolicy>().unwrap(),
+            StartPolicy::Random { per_video: 1 }
+        );
+        assert!(
+            "sliding"
+                .parse::<StartPolicy>()
+                .unwrap_err()
+                .contains("needs a number")
+        );
+        assert!(
+            "random:0"
+                .parse::<StartPolicy>()
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(
+            "middle"
+                .parse::<StartPolicy>()
+                .unwrap_err()
+                .contains("unknown start policy")
+        );
+    }
+}

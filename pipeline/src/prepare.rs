@@ -1,0 +1,471 @@
+//! `prepare`: turns a source's videos into the clip shards of one split.
+//!
+//! Plan: the source lists its videos; videos are grouped `videos_per_shard`
+//! at a time, so every shard is an independent unit of work whose contents
+//! depend only on the plan (never on thread count or timing). Shards are
+//! built in parallel (rayon, across shards and across the videos of a shard),
+//! each written atomically and then committed by an atomic sidecar
+//! `shard-NNNNN.meta.json` (its clip rows, rejects, checksum). A rerun skips
+//! every committed shard of the same plan fingerprint, so `prepare` is
+//! resumable after a crash or `kill -9`. The split is finished by writing
+//! clips.parquet and, last, index.json.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::atomic::{remove_stale_temps, write_bytes_atomic};
+use crate::clip_sampling::ClipSampling;
+use crate::error::{IoContext, PipelineError, Result};
+use crate::rng::SplitMix64;
+use crate::shards::format::sha256_hex;
+use crate::shards::index::{
+    CLIPS_TABLE_FILE, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, VALUE_RANGE_U8,
+};
+use crate::shards::{
+    ClipIndex, ClipRecord, Preprocessing, Reject, ShardBuilder, ShardEntry, compress_clip,
+    write_clips_table,
+};
+use crate::sources::{ClipSource, DecodedVideo};
+
+#[derive(Debug, Clone)]
+pub struct PrepareConfig {
+    pub sampling: ClipSampling,
+    pub seed: u64,
+    pub videos_per_shard: usize,
+    pub zstd_level: i32,
+    /// Replace an existing split prepared with other settings.
+    pub overwrite: bool,
+    pub progress: bool,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        Self {
+            sampling: ClipSampling::default(),
+            seed: 0,
+            videos_per_shard: 1000,
+            zstd_level: 3,
+            overwrite: false,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareSummary {
+    pub dataset: String,
+    pub split: String,
+    pub dir: PathBuf,
+    pub num_videos: usize,
+    pub num_clips: u64,
+    pub shards_written: usize,
+    pub shards_skipped: usize,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub rejects: Vec<Reject>,
+    pub elapsed: Duration,
+}
+
+impl PrepareSummary {
+    pub fn compression_ratio(&self) -> f64 {
+        self.raw_bytes as f64 / self.compressed_bytes.max(1) as f64
+    }
+}
+
+/// The commit record of one finished shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShardSidecar {
+    plan_fingerprint: String,
+    entry: ShardEntry,
+    clips: Vec<ClipRecord>,
+    rejects: Vec<Reject>,
+}
+
+pub fn shard_file_name(k: usize) -> String {
+    format!("shard-{k:05}.clips")
+}
+
+fn sidecar_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("shard-{k:05}.meta.json"))
+}
+
+/// Prepares one split of `source` into `split_dir`.
+pub fn prepare_split(
+    source: &dyn ClipSource,
+    split_dir: &Path,
+    config: &PrepareConfig,
+) -> Result<PrepareSummary> {
+    let started = Instant::now();
+    config.sampling.validate().map_err(PipelineError::config)?;
+    if config.videos_per_shard == 0 {
+        return Err(PipelineError::config(
+            "--videos-per-shard must be at least 1",
+        ));
+    }
+    let spec = source.frame_spec();
+    let preprocessing = Preprocessing {
+        resolution: [spec.shape[0], spec.shape[1]],
+        resize: spec.resize.clone(),
+        crop: spec.crop.clone(),
+        sampling: config.sampling,
+        fps: spec.fps,
+        seed: config.seed,
+        value_range: VALUE_RANGE_U8.into(),
+    };
+    let videos = source.videos();
+    let fingerprint = plan_fingerprint(source, &preprocessing, config);
+    std::fs::create_dir_all(split_dir).at(split_dir)?;
+    remove_stale_temps(split_dir).at(split_dir)?;
+    guard_existing_split(split_dir, &fingerprint, config.overwrite)?;
+
+    let num_shards = videos.len().div_ceil(config.videos_per_shard);
+    let bar = crate::progress::bar(videos.len() as u64, "videos", config.progress);
+    let clips_done = AtomicU64::new(0);
+    let ctx = ShardContext {
+        source,
+        split_dir,
+        config,
+        fingerprint: &fingerprint,
+        bar: &bar,
+        clips_done: &clips_done,
+        started,
+    };
+    let outcomes: Vec<(ShardSidecar, bool)> = (0..num_shards)
+        .into_par_iter()
+        .map(|k| ctx.finished_or_build(k))
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+
+    // Finalise: global clip ids, clips.parquet, then index.json.
+    let mut records = Vec::new();
+    let mut shards = Vec::with_capacity(num_shards);
+    let mut rejects = source.plan_rejects();
+    let mut next_id = 0u64;
+    for (sidecar, _) in &outcomes {
+        let mut entry = sidecar.entry.clone();
+        entry.first_clip = next_id;
+        for r in &sidecar.clips {
+            records.push(ClipRecord {
+                clip_id: next_id + r.index_in_shard as u64,
+                ..r.clone()
+            });
+        }
+        next_id += entry.clips as u64;
+        shards.push(entry);
+        rejects.extend(sidecar.rejects.iter().cloned());
+    }
+    write_clips_table(&split_dir.join(CLIPS_TABLE_FILE), &records, spec.action_dim)?;
+    let index = ClipIndex {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        dataset: source.dataset().into(),
+        split: source.split().into(),
+        clip_shape: [
+            config.sampling.seq_len as usize,
+            spec.shape[0],
+            spec.shape[1],
+            spec.shape[2],
+        ],
+        dtype: "uint8".into(),
+        layout: "THWC".into(),
+        compression: "zstd".into(),
+        zstd_level: config.zstd_level,
+        preprocessing,
+        source: source.describe(),
+        plan_fingerprint: fingerprint,
+        num_videos: videos.len(),
+        num_clips: next_id,
+        shards,
+        rejects: rejects.clone(),
+    };
+    index.write(split_dir)?;
+    Ok(PrepareSummary {
+        dataset: index.dataset,
+        split: index.split,
+        dir: split_dir.to_owned(),
+        num_videos: videos.len(),
+        num_clips: next_id,
+        shards_written: outcomes.iter().filter(|(_, built)| *built).count(),
+        shards_skipped: outcomes.iter().filter(|(_, built)| !*built).count(),
+        raw_bytes: index.shards.iter().map(|s| s.raw_bytes).sum(),
+        compressed_bytes: index.shards.iter().map(|s| s.bytes).sum(),
+        rejects,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// SHA-256 over everything that decides the shards' bytes.
+fn plan_fingerprint(
+    source: &dyn ClipSource,
+    preprocessing: &Preprocessing,
+    config: &PrepareConfig,
+) -> String {
+    let videos: Vec<_> = source
+        .videos()
+        .iter()
+        .map(|v| (&v.source, v.label, &v.text))
+        .collect();
+    let plan = serde_json::json!({
+        "format_version": FORMAT_VERSION,
+        "dataset": source.dataset(),
+        "split": source.split(),
+        "source": source.describe(),
+        "preprocessing": preprocessing,
+        "videos_per_shard": config.videos_per_shard,
+        "zstd_level": config.zstd_level,
+        "videos": videos,
+    });
+    let mut h = Sha256::new();
+    h.update(plan.to_string().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses to mix shards of different plans in one folder unless asked to
+/// overwrite; with `overwrite`, removes the old split's files first.
+fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Result<()> {
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let path = entry.at(dir)?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let ours = name.starts_with("shard-") || name == INDEX_FILE || name == CLIPS_TABLE_FILE;
+        if !ours {
+            continue;
+        }
+        let same_plan = if name.ends_with(".meta.json") || name == INDEX_FILE {
+            std::fs::read_to_string(&path)
+                .map(|t| t.contains(fingerprint))
+                .unwrap_or(false)
+        } else {
+            true // shard pixels and the table are judged through their sidecar / index
+        };
+        if !same_plan {
+            stale.push(path);
+        }
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(PipelineError::format(
+            dir,
+            format!(
+                "holds a split prepared with other settings or inputs ({} differs); \
+                 pass --overwrite to replace it, or choose another --root",
+                stale[0].file_name().unwrap_or_default().to_string_lossy()
+            ),
+        ));
+    }
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let path = entry.at(dir)?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("shard-") || name == INDEX_FILE || name == CLIPS_TABLE_FILE {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+struct ShardContext<'a> {
+    source: &'a dyn ClipSource,
+    split_dir: &'a Path,
+    config: &'a PrepareConfig,
+    fingerprint: &'a str,
+    bar: &'a indicatif::ProgressBar,
+    clips_done: &'a AtomicU64,
+    started: Instant,
+}
+
+/// One video's contribution to a shard: compressed clips with their rows.
+type VideoClips = Result<Vec<(Vec<u8>, ClipRecord)>, Reject>;
+
+impl ShardContext<'_> {
+    fn video_range(&self, k: usize) -> std::ops::Range<usize> {
+        let per = self.config.videos_per_shard;
+        k * per..((k + 1) * per).min(self.source.videos().len())
+    }
+
+    fn advance(&self, videos: u64, clips: u64) {
+        let done = self.clips_done.fetch_add(clips, Ordering::Relaxed) + clips;
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar.inc(videos);
+        self.bar
+            .set_message(format!("{done} clips, {rate:.0} clips/s"));
+    }
+
+    /// The committed shard `k` if a previous run of the same plan finished
+    /// it, else builds it. The bool says whether it was built now.
+    fn finished_or_build(&self, k: usize) -> Result<(ShardSidecar, bool)> {
+        let meta = sidecar_path(self.split_dir, k);
+        if let Ok(text) = std::fs::read_to_string(&meta)
+            && let Ok(sidecar) = serde_json::from_str::<ShardSidecar>(&text)
+            && sidecar.plan_fingerprint == self.fingerprint
+            && std::fs::metadata(self.split_dir.join(&sidecar.entry.file))
+                .is_ok_and(|m| m.len() == sidecar.entry.bytes)
+        {
+            self.advance(self.video_range(k).len() as u64, sidecar.entry.clips as u64);
+            return Ok((sidecar, false));
+        }
+        Ok((self.build(k)?, true))
+    }
+
+    fn build(&self, k: usize) -> Result<ShardSidecar> {
+        let per_video: Vec<VideoClips> = self
+            .video_range(k)
+            .into_par_iter()
+            .map(|v| {
+                let clips = self.clips_of_video(v);
+                self.advance(1, clips.as_ref().map_or(0, |c| c.len() as u64));
+                clips
+            })
+            .collect();
+        let mut builder = ShardBuilder::new();
+        let mut clips = Vec::new();
+        let mut rejects = Vec::new();
+        let mut raw_bytes = 0u64;
+        let clip_len = self.clip_len() as u64;
+        for result in per_video {
+            match result {
+                Ok(video_clips) => {
+                    for (compressed, mut record) in video_clips {
+                        record.shard = k as u32;
+                        record.index_in_shard = builder.len() as u32;
+                        builder.push(&compressed);
+                        raw_bytes += clip_len;
+                        clips.push(record);
+                    }
+                }
+                Err(reject) => rejects.push(reject),
+            }
+        }
+        let file = shard_file_name(k);
+        let bytes = builder.finish();
+        let path = self.split_dir.join(&file);
+        write_bytes_atomic(&path, &bytes).at(&path)?;
+        let entry = ShardEntry {
+            file,
+            clips: clips.len(),
+            first_clip: 0,
+            bytes: bytes.len() as u64,
+            raw_bytes,
+            sha256: sha256_hex(&bytes),
+        };
+        let sidecar = ShardSidecar {
+            plan_fingerprint: self.fingerprint.to_owned(),
+            entry,
+            clips,
+            rejects,
+        };
+        let meta = sidecar_path(self.split_dir, k);
+        write_bytes_atomic(
+            &meta,
+            &serde_json::to_vec(&sidecar).expect("sidecar serialises"),
+        )
+        .at(&meta)?;
+        Ok(sidecar)
+    }
+
+    fn clip_len(&self) -> usize {
+        let [h, w, c] = self.source.frame_spec().shape;
+        self.config.sampling.seq_len as usize * h * w * c
+    }
+
+    /// Decodes video `v`, cuts its clips and compresses each.
+    fn clips_of_video(&self, v: usize) -> VideoClips {
+        let item = &self.source.videos()[v];
+        let video = self.source.decode(v)?;
+        let sampling = &self.config.sampling;
+        let spec = self.source.frame_spec();
+        let frame_len: usize = spec.shape.iter().product();
+        check_decoded(&video, frame_len, spec.action_dim).map_err(|reason| Reject {
+            file: item.source.clone(),
+            record: None,
+            reason,
+        })?;
+        let purpose = format!(
+            "{}/{}/clip-starts",
+            self.source.dataset(),
+            self.source.split()
+        );
+        let mut rng = SplitMix64::for_item(self.config.seed, &purpose, v as u64);
+        let starts = sampling.starts(video.num_frames, &mut rng);
+        if starts.is_empty() {
+            return Err(Reject {
+                file: item.source.clone(),
+                record: None,
+                reason: format!(
+                    "{} frames, shorter than one clip ({} frames at stride {})",
+                    video.num_frames, sampling.seq_len, sampling.frame_stride
+                ),
+            });
+        }
+        starts
+            .into_iter()
+            .map(|start| {
+                let mut pixels = Vec::with_capacity(sampling.seq_len as usize * frame_len);
+                let mut actions = video.actions.as_ref().map(|_| Vec::new());
+                for f in sampling.frame_indices(start) {
+                    pixels.extend_from_slice(&video.frames[f * frame_len..(f + 1) * frame_len]);
+                    if let (Some(out), Some(all), Some(d)) =
+                        (actions.as_mut(), video.actions.as_ref(), spec.action_dim)
+                    {
+                        out.extend_from_slice(&all[f * d..(f + 1) * d]);
+                    }
+                }
+                let compressed =
+                    compress_clip(&pixels, self.config.zstd_level).map_err(|e| Reject {
+                        file: item.source.clone(),
+                        record: None,
+                        reason: format!("zstd compression failed: {e}"),
+                    })?;
+                let record = ClipRecord {
+                    clip_id: 0,
+                    shard: 0,
+                    index_in_shard: 0,
+                    video: v as u64,
+                    source: item.source.clone(),
+                    start_frame: start as u32,
+                    label: item.label,
+                    text: item.text.clone(),
+                    actions,
+                };
+                Ok((compressed, record))
+            })
+            .collect()
+    }
+}
+
+fn check_decoded(
+    video: &DecodedVideo,
+    frame_len: usize,
+    action_dim: Option<usize>,
+) -> Result<(), String> {
+    if video.frames.len() != video.num_frames * frame_len {
+        return Err(format!(
+            "decoder returned {} bytes for {} frames of {frame_len} bytes",
+            video.frames.len(),
+            video.num_frames
+        ));
+    }
+    match (&video.actions, action_dim) {
+        (Some(a), Some(d)) if a.len() != video.num_frames * d => Err(format!(
+            "{} action values for {} frames of dimension {d}",
+            a.len(),
+            video.num_frames
+        )),
+        (None, Some(_)) => Err("actions missing".into()),
+        _ => Ok(()),
+    }
+}

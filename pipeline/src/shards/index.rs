@@ -1,0 +1,123 @@
+//! `index.json`: the manifest of one split's clip shards.
+//!
+//! Owns the manifest's schema and its (de)serialisation. It is written last,
+//! atomically, so its presence means the split is complete.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clip_sampling::ClipSampling;
+use crate::error::{IoContext, PipelineError, Result};
+
+pub const INDEX_FILE: &str = "index.json";
+pub const CLIPS_TABLE_FILE: &str = "clips.parquet";
+pub const FORMAT_NAME: &str = "videogpt-clip-shards";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How frames were brought to the target resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Output frame size `[height, width]`.
+    pub resolution: [usize; 2],
+    /// Resize filter, or `none` when the source already has the resolution.
+    pub resize: String,
+    /// Crop after resizing (`center`), or `none`.
+    pub crop: String,
+    pub sampling: ClipSampling,
+    /// Frame rate of the clips in frames/s, when the source defines one.
+    pub fps: Option<f64>,
+    /// Seed of every random choice (clip starts, generated content).
+    pub seed: u64,
+    /// What the stored bytes mean.
+    pub value_range: String,
+}
+
+pub const VALUE_RANGE_U8: &str = "uint8 0..=255 (models map to [-0.5, 0.5] as x/255 - 0.5)";
+
+/// One shard file of the split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    /// File name relative to the split folder.
+    pub file: String,
+    pub clips: usize,
+    /// Global clip id of the shard's first clip.
+    pub first_clip: u64,
+    /// Size of the shard file in bytes.
+    pub bytes: u64,
+    /// Uncompressed pixel bytes of its clips.
+    pub raw_bytes: u64,
+    /// Hex SHA-256 of the whole shard file.
+    pub sha256: String,
+}
+
+/// An input that could not be turned into clips, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    pub file: String,
+    /// Record or item index inside the file, where the file holds several.
+    pub record: Option<u64>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.record {
+            Some(r) => write!(f, "{} (record {r}): {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipIndex {
+    pub format: String,
+    pub format_version: u32,
+    pub dataset: String,
+    pub split: String,
+    /// `[T, H, W, C]`.
+    pub clip_shape: [usize; 4],
+    pub dtype: String,
+    pub layout: String,
+    pub compression: String,
+    pub zstd_level: i32,
+    pub preprocessing: Preprocessing,
+    /// Source-specific description (where the data came from).
+    pub source: serde_json::Value,
+    /// SHA-256 over everything that decides the shards' contents; a rerun
+    /// with another fingerprint must not mix its shards with these.
+    pub plan_fingerprint: String,
+    pub num_videos: usize,
+    pub num_clips: u64,
+    pub shards: Vec<ShardEntry>,
+    pub rejects: Vec<Reject>,
+}
+
+impl ClipIndex {
+    pub fn clip_len(&self) -> usize {
+        self.clip_shape.iter().product()
+    }
+
+    pub fn read(split_dir: &Path) -> Result<Self> {
+        let path = split_dir.join(INDEX_FILE);
+        let text = std::fs::read_to_string(&path).at(&path)?;
+        let index: Self = serde_json::from_str(&text)
+            .map_err(|e| PipelineError::format(&path, format!("not a clip index: {e}")))?;
+        if index.format != FORMAT_NAME || index.format_version > FORMAT_VERSION {
+            return Err(PipelineError::format(
+                &path,
+                format!(
+                    "format {} v{} is not readable by this version ({FORMAT_NAME} v{FORMAT_VERSION})",
+                    index.format, index.format_version
+                ),
+            ));
+        }
+        Ok(index)
+    }
+
+    pub fn write(&self, split_dir: &Path) -> Result<()> {
+        let path = split_dir.join(INDEX_FILE);
+        let json = serde_json::to_vec_pretty(self).expect("index serialises");
+        crate::atomic::write_bytes_atomic(&path, &json).at(&path)
+    }
+}

@@ -1,0 +1,283 @@
+//! `clips.parquet`: one row per clip with where it came from and its
+//! conditioning (label, text, actions). Arrow + Parquet (ZSTD), readable by
+//! polars, pyarrow and DuckDB.
+//!
+//! Columns: `clip_id` u64, `shard` u32, `index_in_shard` u32, `video` u64
+//! (index of the source video in the split), `source` utf8 (file, with
+//! `#record` for multi-record files), `start_frame` u32, and when the dataset
+//! has them `label` i32, `text` utf8, `actions` list<fixed_size_list<f32, D>>
+//! (one action vector per clip frame).
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch,
+    StringArray, UInt32Array, UInt64Array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema, UInt32Type, UInt64Type};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, PipelineError, Result};
+
+/// Per-clip metadata, as stored in a shard's sidecar and in clips.parquet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipRecord {
+    pub clip_id: u64,
+    pub shard: u32,
+    pub index_in_shard: u32,
+    pub video: u64,
+    pub source: String,
+    pub start_frame: u32,
+    pub label: Option<i32>,
+    pub text: Option<String>,
+    /// `[T, D]` row-major, when the dataset has actions.
+    pub actions: Option<Vec<f32>>,
+}
+
+/// Writes `records` to `path` atomically. `action_dim` is `D` of the
+/// actions column, when present.
+pub fn write_clips_table(
+    path: &Path,
+    records: &[ClipRecord],
+    action_dim: Option<usize>,
+) -> Result<()> {
+    let batch = to_batch(records, action_dim).map_err(|e| PipelineError::Arrow {
+        path: path.into(),
+        source: e,
+    })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            "videogpt.format".into(),
+            "videogpt-clips-table v1".to_string(),
+        )]))
+        .build();
+    crate::atomic::write_atomic(path, |w| {
+        let mut writer =
+            ArrowWriter::try_new(w, batch.schema(), Some(props)).map_err(std::io::Error::other)?;
+        writer.write(&batch).map_err(std::io::Error::other)?;
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+    .at(path)
+}
+
+fn to_batch(
+    records: &[ClipRecord],
+    action_dim: Option<usize>,
+) -> arrow::error::Result<RecordBatch> {
+    let mut fields = vec![
+        Field::new("clip_id", DataType::UInt64, false),
+        Field::new("shard", DataType::UInt32, false),
+        Field::new("index_in_shard", DataType::UInt32, false),
+        Field::new("video", DataType::UInt64, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("start_frame", DataType::UInt32, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            records.iter().map(|r| r.clip_id),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            records.iter().map(|r| r.shard),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            records.iter().map(|r| r.index_in_shard),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            records.iter().map(|r| r.video),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.source.as_str()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            records.iter().map(|r| r.start_frame),
+        )),
+    ];
+    if records.iter().any(|r| r.label.is_some()) {
+        fields.push(Field::new("label", DataType::Int32, true));
+        columns.push(Arc::new(Int32Array::from_iter(
+            records.iter().map(|r| r.label),
+        )));
+    }
+    if records.iter().any(|r| r.text.is_some()) {
+        fields.push(Field::new("text", DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from_iter(
+            records.iter().map(|r| r.text.as_deref()),
+        )));
+    }
+    if let Some(dim) = action_dim {
+        let (field, array) = actions_column(records, dim)?;
+        fields.push(field);
+        columns.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+fn actions_column(records: &[ClipRecord], dim: usize) -> arrow::error::Result<(Field, ArrayRef)> {
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let vector = Arc::new(Field::new(
+        "item",
+        DataType::FixedSizeList(item.clone(), dim as i32),
+        false,
+    ));
+    let mut values = Vec::new();
+    let mut lengths = Vec::with_capacity(records.len());
+    let mut valid = Vec::with_capacity(records.len());
+    for r in records {
+        let a = r.actions.as_deref().unwrap_or(&[]);
+        if a.len() % dim != 0 {
+            return Err(arrow::error::ArrowError::InvalidArgumentError(format!(
+                "clip {}: {} action values are not a multiple of {dim}",
+                r.clip_id,
+                a.len()
+            )));
+        }
+        values.extend_from_slice(a);
+        lengths.push(a.len() / dim);
+        valid.push(r.actions.is_some());
+    }
+    let vectors =
+        FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(values)), None)?;
+    let list = ListArray::try_new(
+        vector.clone(),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(vectors),
+        Some(valid.into()),
+    )?;
+    Ok((
+        Field::new("actions", DataType::List(vector), true),
+        Arc::new(list),
+    ))
+}
+
+/// Reads clips.parquet back into records (all columns, all rows).
+pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
+    let file = File::open(path).at(path)?;
+    let parquet_err = |e| PipelineError::Parquet {
+        path: path.into(),
+        source: e,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet_err)?
+        .build()
+        .map_err(parquet_err)?;
+    let missing = |name: &str| {
+        PipelineError::format(
+            path,
+            format!("column `{name}` missing or of the wrong type"),
+        )
+    };
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| PipelineError::Arrow {
+            path: path.into(),
+            source: e,
+        })?;
+        let u64col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .ok_or_else(|| missing(n))
+        };
+        let u32col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+                .ok_or_else(|| missing(n))
+        };
+        let (clip_id, video) = (u64col("clip_id")?, u64col("video")?);
+        let (shard, index_in_shard, start) = (
+            u32col("shard")?,
+            u32col("index_in_shard")?,
+            u32col("start_frame")?,
+        );
+        let source = batch
+            .column_by_name("source")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| missing("source"))?;
+        let label = batch
+            .column_by_name("label")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let text = batch
+            .column_by_name("text")
+            .and_then(|c| c.as_string_opt::<i32>());
+        let actions = batch
+            .column_by_name("actions")
+            .and_then(|c| c.as_list_opt::<i32>());
+        for i in 0..batch.num_rows() {
+            let actions = actions.filter(|a| a.is_valid(i)).map(|a| {
+                let vectors = a.value(i);
+                let values = vectors
+                    .as_fixed_size_list()
+                    .values()
+                    .as_primitive::<Float32Type>();
+                values.values().to_vec()
+            });
+            out.push(ClipRecord {
+                clip_id: clip_id.value(i),
+                shard: shard.value(i),
+                index_in_shard: index_in_shard.value(i),
+                video: video.value(i),
+                source: source.value(i).to_owned(),
+                start_frame: start.value(i),
+                label: label.filter(|l| l.is_valid(i)).map(|l| l.value(i)),
+                text: text
+                    .filter(|t| t.is_valid(i))
+                    .map(|t| t.value(i).to_owned()),
+                actions,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u64, actions: Option<Vec<f32>>) -> ClipRecord {
+        ClipRecord {
+            clip_id: i,
+            shard: (i / 2) as u32,
+            index_in_shard: (i % 2) as u32,
+            video: i,
+            source: format!("v{i}.avi"),
+            start_frame: 3,
+            label: Some(i as i32),
+            text: (i == 1).then(|| "a cat".to_string()),
+            actions,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clips.parquet");
+        let records = vec![
+            record(0, Some(vec![0.5, 1.0, 2.0, 3.0, 4.0, 5.0])),
+            record(1, Some(vec![9.0, 8.0, 7.0, 6.0, 5.0, 4.0])),
+            record(2, None),
+        ];
+        write_clips_table(&path, &records, Some(2)).unwrap();
+        assert_eq!(read_clips_table(&path).unwrap(), records);
+    }
+
+    #[test]
+    fn action_values_must_fill_whole_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clips.parquet");
+        let err = write_clips_table(&path, &[record(0, Some(vec![1.0; 5]))], Some(2)).unwrap_err();
+        assert!(err.to_string().contains("multiple of 2"), "{err}");
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,61 @@
+//! Dataset sources: one upstream format each. A source lists the videos of
+//! one split (cheaply, at plan time) and decodes any one of them on request
+//! into frames at the target resolution. It knows nothing of clips, shards or
+//! compression; `prepare` owns those.
+
+pub mod bair;
+pub mod mnist_digits;
+pub mod moving_mnist;
+pub mod npy;
+pub mod tf_example;
+pub mod tfrecord;
+
+use crate::shards::Reject;
+
+/// One video of a split, as listed at plan time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoItem {
+    /// Where it came from: a file path, `file#record`, or a generator name.
+    pub source: String,
+    pub label: Option<i32>,
+    pub text: Option<String>,
+}
+
+/// A decoded video: `num_frames` frames of the source's frame shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedVideo {
+    /// uint8 `[num_frames, H, W, C]`.
+    pub frames: Vec<u8>,
+    pub num_frames: usize,
+    /// Per-frame action vectors `[num_frames, D]`, when the dataset has them.
+    pub actions: Option<Vec<f32>>,
+}
+
+/// What a source says about its frames (recorded in index.json).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameSpec {
+    /// `[H, W, C]`.
+    pub shape: [usize; 3],
+    pub resize: String,
+    pub crop: String,
+    pub fps: Option<f64>,
+    /// `D` of the per-frame action vectors, when the dataset has actions.
+    pub action_dim: Option<usize>,
+}
+
+pub trait ClipSource: Sync {
+    /// Dataset name as used in paths (`moving-mnist`, `bair`, ...).
+    fn dataset(&self) -> &str;
+    fn split(&self) -> &str;
+    fn frame_spec(&self) -> FrameSpec;
+    /// The split's videos, in a fixed order.
+    fn videos(&self) -> &[VideoItem];
+    /// Inputs found unusable while listing the videos.
+    fn plan_rejects(&self) -> Vec<Reject> {
+        Vec::new()
+    }
+    /// Decodes video `index` of `videos()`; an `Err` is a reject reason.
+    fn decode(&self, index: usize) -> Result<DecodedVideo, Reject>;
+    /// Where the data came from, for index.json (and the plan fingerprint).
+    fn describe(&self) -> serde_json::Value;
+}

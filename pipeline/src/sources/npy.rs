@@ -1,0 +1,127 @@
+//! Reads the header of a NumPy `.npy` file holding a C-order uint8 array
+//! (as `mnist_test_seq.npy` does), so the data can be read in place by offset.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{IoContext, PipelineError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyU8 {
+    pub shape: Vec<usize>,
+    /// Byte offset of the first element.
+    pub data_offset: u64,
+}
+
+pub fn read_header(path: &Path) -> Result<NpyU8> {
+    let bad = |what: String| PipelineError::format(path, what);
+    let mut file = std::fs::File::open(path).at(path)?;
+    let mut pre = [0u8; 10];
+    file.read_exact(&mut pre)
+        .map_err(|_| bad("too short to be a .npy file".into()))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (magic \\x93NUMPY missing)".into()));
+    }
+    let (header_len, prefix) = match pre[6] {
+        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10),
+        2 | 3 => {
+            let mut more = [0u8; 2];
+            file.read_exact(&mut more).at(path)?;
+            (
+                u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize,
+                12,
+            )
+        }
+        v => return Err(bad(format!(".npy version {v} is not supported"))),
+    };
+    let mut header = vec![0u8; header_len];
+    file.read_exact(&mut header)
+        .map_err(|_| bad("truncated .npy header".into()))?;
+    let header = String::from_utf8_lossy(&header);
+    let descr = dict_value(&header, "descr").ok_or_else(|| bad("header has no descr".into()))?;
+    if !matches!(
+        descr.trim_matches(|c| c == '\'' || c == '"'),
+        "|u1" | "u1" | "<u1" | ">u1"
+    ) {
+        return Err(bad(format!("dtype {descr} is not uint8")));
+    }
+    if dict_value(&header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
+        return Err(bad("Fortran-order arrays are not supported".into()));
+    }
+    let shape_text =
+        dict_value(&header, "shape").ok_or_else(|| bad("header has no shape".into()))?;
+    let shape = shape_text
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(format!("bad shape {shape_text}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data_offset = (prefix + header_len) as u64;
+    let need = data_offset + shape.iter().product::<usize>() as u64;
+    let have = file.metadata().at(path)?.len();
+    if have < need {
+        return Err(bad(format!(
+            "truncated: shape {shape:?} needs {need} bytes, file has {have}"
+        )));
+    }
+    Ok(NpyU8 { shape, data_offset })
+}
+
+/// The value after `'key':` in a Python dict literal, up to the comma that
+/// ends it (commas inside a shape tuple do not).
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let at = header.find(&format!("'{key}'"))?;
+    let rest = &header[at + key.len() + 2..];
+    let rest = rest[rest.find(':')? + 1..].trim_start();
+    let mut depth = 0i32;
+    let end = rest
+        .char_indices()
+        .find(|&(_, c)| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            (c == ',' && depth == 0) || c == '}'
+        })
+        .map_or(rest.len(), |(i, _)| i);
+    Some(rest[..end].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_numpy_written_header() {
+        // Bytes as numpy 1.x writes np.zeros((20, 3, 64, 64), np.uint8).
+        let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (20, 3, 64, 64), }";
+        let mut header = dict.to_string();
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + 20 * 3 * 64 * 64, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        std::fs::write(&p, &bytes).unwrap();
+        let h = read_header(&p).unwrap();
+        assert_eq!(h.shape, vec![20, 3, 64, 64]);
+        assert_eq!(h.data_offset, 128);
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(
+            read_header(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+    }
+}

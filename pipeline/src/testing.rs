@@ -1,0 +1,90 @@
+//! Upstream-layout fixtures for tests and benchmarks. Real BAIR TFRecords
+//! cannot be downloaded here, so tests write files in exactly the upstream
+//! layout (TFRecord framing, tf.train.Example keys) with frames that look
+//! like video: a textured background with a moving, shaded square.
+
+use std::path::{Path, PathBuf};
+
+use crate::rng::SplitMix64;
+use crate::sources::bair::{self, ACTION_DIM, FRAME_BYTES, FRAME_SIDE};
+use crate::sources::tfrecord;
+
+/// One trajectory as written, for comparing against what `prepare` stored.
+#[derive(Debug, Clone)]
+pub struct Trajectory {
+    pub file: PathBuf,
+    pub record: u64,
+    /// `[n, 64, 64, 3]`.
+    pub frames: Vec<u8>,
+    /// `[n, 4]`.
+    pub actions: Vec<f32>,
+}
+
+/// Frames of a square moving over a fixed textured background.
+pub fn synthetic_frames(rng: &mut SplitMix64, n: usize) -> Vec<u8> {
+    let background: Vec<u8> = (0..FRAME_BYTES)
+        .map(|_| 90 + (rng.next_u64() % 24) as u8)
+        .collect();
+    let (mut y, mut x) = (rng.below(48) as i64, rng.below(48) as i64);
+    let (dy, dx) = (rng.below(5) as i64 - 2, rng.below(5) as i64 - 2);
+    let colour = [
+        rng.below(256) as u8,
+        rng.below(256) as u8,
+        rng.below(256) as u8,
+    ];
+    let mut frames = Vec::with_capacity(n * FRAME_BYTES);
+    for _ in 0..n {
+        let mut f = background.clone();
+        for r in y..y + 16 {
+            for c in x..x + 16 {
+                let p = ((r as usize) * FRAME_SIDE + c as usize) * 3;
+                f[p..p + 3].copy_from_slice(&colour);
+            }
+        }
+        frames.extend_from_slice(&f);
+        y = (y + dy).clamp(0, 48);
+        x = (x + dx).clamp(0, 48);
+    }
+    frames
+}
+
+/// Writes `files` TFRecord files of `per_file` trajectories of `frames`
+/// steps into `dir` (named like upstream: `traj_<a>_to_<b>.tfrecords`).
+pub fn write_bair_split(
+    dir: &Path,
+    files: usize,
+    per_file: usize,
+    frames: usize,
+    seed: u64,
+) -> std::io::Result<Vec<Trajectory>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    for f in 0..files {
+        let path = dir.join(format!(
+            "traj_{}_to_{}.tfrecords",
+            f * per_file,
+            (f + 1) * per_file - 1
+        ));
+        let mut bytes = Vec::new();
+        for record in 0..per_file {
+            let mut rng = SplitMix64::for_item(seed, &path.display().to_string(), record as u64);
+            let pixels = synthetic_frames(&mut rng, frames);
+            let actions: Vec<f32> = (0..frames * ACTION_DIM)
+                .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+                .collect();
+            let states: Vec<f32> = (0..frames * 3).map(|_| rng.next_f64() as f32).collect();
+            tfrecord::write_record(
+                &mut bytes,
+                &bair::encode_trajectory(&pixels, &actions, &states),
+            )?;
+            out.push(Trajectory {
+                file: path.clone(),
+                record: record as u64,
+                frames: pixels,
+                actions,
+            });
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(out)
+}
