@@ -35,7 +35,6 @@ demo: build
 # Run every test: Rust unit and end-to-end tests, then the notebooks and Python readers.
 test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
-    {{cargo}} build --release --workspace --bins
     .venv/bin/python -m pytest -q notebooks/tests
 
 # Benchmarks (JSON under target/bench/).

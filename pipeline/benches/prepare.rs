@@ -24,12 +24,17 @@ struct Row {
 }
 
 fn measure(case: &str, source: &dyn ClipSource, threads: usize, config: &PrepareConfig) -> Row {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     let mut runs: Vec<_> = (0..3)
         .map(|_| {
             let dir = tempfile::tempdir().unwrap();
             let start = Instant::now();
-            let summary = pool.install(|| prepare_split(source, &dir.path().join("split"), config)).unwrap();
+            let summary = pool
+                .install(|| prepare_split(source, &dir.path().join("split"), config))
+                .unwrap();
             (start.elapsed().as_secs_f64(), summary)
         })
         .collect();
@@ -49,16 +54,27 @@ fn measure(case: &str, source: &dyn ClipSource, threads: usize, config: &Prepare
 
 fn main() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = PrepareConfig { progress: false, ..Default::default() };
+    let config = PrepareConfig {
+        progress: false,
+        ..Default::default()
+    };
     let mut rows = Vec::new();
 
     let raw = workspace.join("datasets/moving-mnist/raw");
     match moving_mnist::discover(&raw) {
         Ok(digits) => {
-            let generator = GeneratorConfig { sequences: 4000, ..Default::default() };
+            let generator = GeneratorConfig {
+                sequences: 4000,
+                ..Default::default()
+            };
             let source = MovingMnist::generated(&digits, "train", generator, 0).unwrap();
             for threads in [1, 2] {
-                rows.push(measure("moving-mnist 4000 seq, 16x64x64x1", &source, threads, &config));
+                rows.push(measure(
+                    "moving-mnist 4000 seq, 16x64x64x1",
+                    &source,
+                    threads,
+                    &config,
+                ));
             }
         }
         Err(e) => eprintln!("skipping Moving MNIST: {e}"),
@@ -68,23 +84,51 @@ fn main() {
     let dir: PathBuf = fixtures.path().join("train");
     videogpt_pipeline::testing::write_bair_split(&dir, 8, 64, 30, 7).unwrap();
     let source = Bair::open(&dir, "train").unwrap();
-    let bair_config = PrepareConfig { videos_per_shard: 64, ..config.clone() };
+    let bair_config = PrepareConfig {
+        videos_per_shard: 64,
+        ..config.clone()
+    };
     for threads in [1, 2] {
-        rows.push(measure("bair-layout 512 traj, sliding:16 -> 16x64x64x3", &source, threads, &PrepareConfig {
-            sampling: videogpt_pipeline::ClipSampling { start: "sliding:16".parse().unwrap(), ..Default::default() },
-            ..bair_config.clone()
-        }));
-        rows.push(measure("bair-layout 512 traj, all starts -> 16x64x64x3", &source, threads, &PrepareConfig {
-            sampling: videogpt_pipeline::ClipSampling { start: "all".parse().unwrap(), ..Default::default() },
-            ..bair_config.clone()
-        }));
+        rows.push(measure(
+            "bair-layout 512 traj, sliding:16 -> 16x64x64x3",
+            &source,
+            threads,
+            &PrepareConfig {
+                sampling: videogpt_pipeline::ClipSampling {
+                    start: "sliding:16".parse().unwrap(),
+                    ..Default::default()
+                },
+                ..bair_config.clone()
+            },
+        ));
+        rows.push(measure(
+            "bair-layout 512 traj, all starts -> 16x64x64x3",
+            &source,
+            threads,
+            &PrepareConfig {
+                sampling: videogpt_pipeline::ClipSampling {
+                    start: "all".parse().unwrap(),
+                    ..Default::default()
+                },
+                ..bair_config.clone()
+            },
+        ));
     }
 
-    println!("{:<48} {:>7} {:>7} {:>8} {:>9} {:>10} {:>7}", "case", "threads", "clips", "s", "clips/s", "raw MB/s", "ratio");
+    println!(
+        "{:<48} {:>7} {:>7} {:>8} {:>9} {:>10} {:>7}",
+        "case", "threads", "clips", "s", "clips/s", "raw MB/s", "ratio"
+    );
     for r in &rows {
         println!(
             "{:<48} {:>7} {:>7} {:>8.3} {:>9.0} {:>10.1} {:>6.1}x",
-            r.case, r.threads, r.clips, r.seconds, r.clips_per_s, r.raw_mb_per_s, r.compression_ratio
+            r.case,
+            r.threads,
+            r.clips,
+            r.seconds,
+            r.clips_per_s,
+            r.raw_mb_per_s,
+            r.compression_ratio
         );
     }
     let out = workspace.join("target/bench");

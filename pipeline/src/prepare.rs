@@ -228,42 +228,8 @@ fn plan_fingerprint(
 /// Refuses to mix shards of different plans in one folder unless asked to
 /// overwrite; with `overwrite`, removes the old split's files first.
 fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Result<()> {
-    let mut stale = Vec::new();
-    for entry in std::fs::read_dir(dir).at(dir)? {
-        let path = entry.at(dir)?.path();
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let ours = name.starts_with("shard-") || name == INDEX_FILE || name == CLIPS_TABLE_FILE;
-        if !ours {
-            continue;
-        }
-        let same_plan = if name.ends_with(".meta.json") || name == INDEX_FILE {
-            std::fs::read_to_string(&path)
-                .map(|t| t.contains(fingerprint))
-                .unwrap_or(false)
-        } else {
-            true // shard pixels and the table are judged through their sidecar / index
-        };
-        if !same_plan {
-            stale.push(path);
-        }
-    }
-    if stale.is_empty() {
-        return Ok(());
-    }
-    if !overwrite {
-        return Err(PipelineError::format(
-            dir,
-            format!(
-                "holds a split prepared with other settings or inputs ({} differs); \
-                 pass --overwrite to replace it, or choose another --root",
-                stale[0].file_name().unwrap_or_default().to_string_lossy()
-            ),
-        ));
-    }
+    // The files `prepare` owns in a split folder.
+    let mut ours = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let path = entry.at(dir)?.path();
         let name = path
@@ -272,8 +238,28 @@ fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Resul
             .to_string_lossy()
             .into_owned();
         if name.starts_with("shard-") || name == INDEX_FILE || name == CLIPS_TABLE_FILE {
-            std::fs::remove_file(&path).at(&path)?;
+            ours.push((path, name));
         }
+    }
+    // Shard pixels and the table are judged through their sidecar / index.
+    let stale = ours.iter().find(|(path, name)| {
+        (name.ends_with(".meta.json") || name == INDEX_FILE)
+            && !std::fs::read_to_string(path).is_ok_and(|t| t.contains(fingerprint))
+    });
+    let Some((_, stale_name)) = stale else {
+        return Ok(());
+    };
+    if !overwrite {
+        return Err(PipelineError::format(
+            dir,
+            format!(
+                "holds a split prepared with other settings or inputs ({stale_name} differs); \
+                 pass --overwrite to replace it, or choose another --root"
+            ),
+        ));
+    }
+    for (path, _) in &ours {
+        std::fs::remove_file(path).at(path)?;
     }
     Ok(())
 }

@@ -88,3 +88,22 @@ pub fn write_bair_split(
     }
     Ok(out)
 }
+
+/// Writes a NumPy v1 `.npy` file of a C-order uint8 array, as numpy does
+/// (header padded so the data starts on a 64-byte boundary).
+pub fn write_npy_u8(path: &Path, shape: &[usize], data: &[u8]) -> std::io::Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '|u1', 'fortran_order': False, 'shape': ({}), }}",
+        dims.join(", ")
+    );
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes)
+}

@@ -233,3 +233,72 @@ fn missing_raw_data_is_a_one_line_error_naming_the_folder() {
         "{err}"
     );
 }
+
+#[test]
+fn canonical_npy_layout_is_read_in_place_and_split_at_the_end() {
+    // mnist_test_seq.npy is [20, N, 64, 64]: frame t of sequence n is at (t*N + n)*4096.
+    let (frames, n) = (20usize, 12usize);
+    let data: Vec<u8> = (0..frames * n * 4096)
+        .map(|i| ((i / 4096) * 7 + i % 251) as u8)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir(&raw).unwrap();
+    videogpt_pipeline::testing::write_npy_u8(
+        &raw.join("mnist_test_seq.npy"),
+        &[frames, n, 64, 64],
+        &data,
+    )
+    .unwrap();
+    let root = dir.path().join("datasets");
+    let out = run(&[
+        "prepare",
+        "moving-mnist",
+        "--root",
+        root.to_str().unwrap(),
+        "--raw",
+        raw.to_str().unwrap(),
+        "--npy-test-sequences",
+        "4",
+        "--start",
+        "first",
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (split, first_seq, count) in [("train", 0, 8), ("test", 8, 4)] {
+        let dir = root.join("moving-mnist/clips").join(split);
+        let shards = ClipShards::open(&dir).unwrap();
+        assert_eq!(shards.len(), count);
+        for k in 0..count {
+            let seq = first_seq + k as usize;
+            let expect: Vec<u8> = (0..16)
+                .flat_map(|t| data[(t * n + seq) * 4096..][..4096].to_vec())
+                .collect();
+            assert_eq!(
+                shards.clip(k).unwrap(),
+                expect,
+                "{split} clip {k} = sequence {seq}"
+            );
+        }
+        let rows = read_clips_table(&dir.join("clips.parquet")).unwrap();
+        assert!(
+            rows[0]
+                .source
+                .ends_with(&format!("mnist_test_seq.npy#{first_seq}")),
+            "{}",
+            rows[0].source
+        );
+    }
+}
+
+#[test]
+fn generated_sequences_shorter_than_a_clip_are_refused_up_front() {
+    let root = tempfile::tempdir().unwrap();
+    let out = prepare(root.path(), &["--frames", "10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--frames 10 is shorter than one clip"),
+        "{}",
+        text(&out)
+    );
+}

@@ -262,6 +262,15 @@ fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
         .unwrap_or_else(|| a.common.root.join("moving-mnist/raw"));
     let raw = moving_mnist::discover(&raw_dir)?;
     let config = a.common.config(1000);
+    let span = config.sampling.span();
+    if !matches!(raw, MnistRaw::Npy(_)) && a.frames < span {
+        bail!(
+            "--frames {} is shorter than one clip ({span} frames for --seq-len {} at --frame-stride {})",
+            a.frames,
+            a.common.seq_len,
+            a.common.frame_stride
+        );
+    }
     let mut out = Vec::new();
     for split in &a.common.splits {
         let source = match &raw {

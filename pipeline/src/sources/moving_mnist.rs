@@ -318,27 +318,24 @@ fn trajectory(rng: &mut SplitMix64, frames: usize, step: f64) -> Vec<(usize, usi
     let (mut vy, mut vx) = (theta.sin(), theta.cos());
     (0..frames)
         .map(|_| {
-            y += vy * step;
-            x += vx * step;
-            if y <= 0.0 {
-                y = 0.0;
-                vy = -vy;
-            }
-            if y >= 1.0 {
-                y = 1.0;
-                vy = -vy;
-            }
-            if x <= 0.0 {
-                x = 0.0;
-                vx = -vx;
-            }
-            if x >= 1.0 {
-                x = 1.0;
-                vx = -vx;
-            }
+            advance_and_bounce(&mut y, &mut vy, step);
+            advance_and_bounce(&mut x, &mut vx, step);
             ((range * y) as usize, (range * x) as usize)
         })
         .collect()
+}
+
+/// One coordinate of the walk: move, and reflect off 0 and 1.
+fn advance_and_bounce(p: &mut f64, v: &mut f64, step: f64) {
+    *p += *v * step;
+    if *p <= 0.0 {
+        *p = 0.0;
+        *v = -*v;
+    }
+    if *p >= 1.0 {
+        *p = 1.0;
+        *v = -*v;
+    }
 }
 
 /// One sequence `[frames, 64, 64, 1]`.

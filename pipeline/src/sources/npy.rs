@@ -99,20 +99,12 @@ mod tests {
 
     #[test]
     fn parses_numpy_written_header() {
-        // Bytes as numpy 1.x writes np.zeros((20, 3, 64, 64), np.uint8).
-        let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (20, 3, 64, 64), }";
-        let mut header = dict.to_string();
-        while !(10 + header.len() + 1).is_multiple_of(64) {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.resize(bytes.len() + 20 * 3 * 64 * 64, 0);
+        // Written as numpy 1.x writes np.zeros((20, 3, 64, 64), np.uint8).
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
-        std::fs::write(&p, &bytes).unwrap();
+        let data = vec![0u8; 20 * 3 * 64 * 64];
+        crate::testing::write_npy_u8(&p, &[20, 3, 64, 64], &data).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
         let h = read_header(&p).unwrap();
         assert_eq!(h.shape, vec![20, 3, 64, 64]);
         assert_eq!(h.data_offset, 128);
