@@ -89,30 +89,18 @@ fn main() {
         ..config.clone()
     };
     for threads in [1, 2] {
-        rows.push(measure(
-            "bair-layout 512 traj, sliding:16 -> 16x64x64x3",
-            &source,
-            threads,
-            &PrepareConfig {
-                sampling: videogpt_pipeline::ClipSampling {
-                    start: "sliding:16".parse().unwrap(),
-                    ..Default::default()
-                },
+        for (label, start) in [("sliding:16", "sliding:16"), ("all starts", "all")] {
+            let sampling = videogpt_pipeline::ClipSampling {
+                start: start.parse().unwrap(),
+                ..Default::default()
+            };
+            let config = PrepareConfig {
+                sampling,
                 ..bair_config.clone()
-            },
-        ));
-        rows.push(measure(
-            "bair-layout 512 traj, all starts -> 16x64x64x3",
-            &source,
-            threads,
-            &PrepareConfig {
-                sampling: videogpt_pipeline::ClipSampling {
-                    start: "all".parse().unwrap(),
-                    ..Default::default()
-                },
-                ..bair_config.clone()
-            },
-        ));
+            };
+            let case = format!("bair-layout 512 traj, {label} -> 16x64x64x3");
+            rows.push(measure(&case, &source, threads, &config));
+        }
     }
 
     println!(

@@ -30,7 +30,7 @@ use crate::shards::{
     ClipIndex, ClipRecord, Preprocessing, Reject, ShardBuilder, ShardEntry, compress_clip,
     write_clips_table,
 };
-use crate::sources::{ClipSource, DecodedVideo};
+use crate::sources::{ClipSource, DecodedVideo, FrameSpec};
 
 #[derive(Debug, Clone)]
 pub struct PrepareConfig {
@@ -128,6 +128,7 @@ pub fn prepare_split(
     let clips_done = AtomicU64::new(0);
     let ctx = ShardContext {
         source,
+        spec: &spec,
         split_dir,
         config,
         fingerprint: &fingerprint,
@@ -266,6 +267,7 @@ fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Resul
 
 struct ShardContext<'a> {
     source: &'a dyn ClipSource,
+    spec: &'a FrameSpec,
     split_dir: &'a Path,
     config: &'a PrepareConfig,
     fingerprint: &'a str,
@@ -364,7 +366,7 @@ impl ShardContext<'_> {
     }
 
     fn clip_len(&self) -> usize {
-        let [h, w, c] = self.source.frame_spec().shape;
+        let [h, w, c] = self.spec.shape;
         self.config.sampling.seq_len as usize * h * w * c
     }
 
@@ -373,7 +375,7 @@ impl ShardContext<'_> {
         let item = &self.source.videos()[v];
         let video = self.source.decode(v)?;
         let sampling = &self.config.sampling;
-        let spec = self.source.frame_spec();
+        let spec = self.spec;
         let frame_len: usize = spec.shape.iter().product();
         check_decoded(&video, frame_len, spec.action_dim).map_err(|reason| Reject {
             file: item.source.clone(),
