@@ -4,6 +4,7 @@ set positional-arguments := false
 
 cargo := "cargo"
 data := "target/release/vgpt-data"
+vgpt := "target/release/vgpt"
 
 # List the recipes.
 default:
@@ -25,6 +26,14 @@ verify dataset *args: build
 info dataset *args: build
     {{data}} info {{dataset}} {{args}}
 
+# Train the VQ-VAE: `just train-vqvae moving-mnist [preset] [--steps N --batch-size B --backend wgpu --resume ...]`.
+train-vqvae dataset *args: build
+    {{vgpt}} train-vqvae {{dataset}} {{args}}
+
+# NMSE and codebook usage on the test split: `just eval-vqvae runs/vqvae-moving-mnist-moving-mnist`.
+eval-vqvae run *args: build
+    {{vgpt}} eval-vqvae {{run}} {{args}}
+
 # The whole chain at laptop scale. For now: Moving MNIST shards from real MNIST digits, verified.
 demo: build
     {{data}} prepare moving-mnist
@@ -37,6 +46,7 @@ test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
     .venv/bin/python -m pytest -q notebooks/tests
 
-# Benchmarks (JSON under target/bench/).
+# Benchmarks (JSON under target/bench/): prepare throughput, VQ-VAE train steps.
 bench:
     {{cargo}} bench -p videogpt-pipeline --bench prepare
+    {{cargo}} bench -p videogpt-model --bench vqvae

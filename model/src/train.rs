@@ -1,0 +1,407 @@
+//! `train-vqvae`: the VQ-VAE training loop over clip shards.
+//!
+//! Adam (3e-4, as the reference), loss = MSE / data variance + commitment,
+//! EMA codebook step after every optimiser step. Logs every `log_every`
+//! steps to `metrics.jsonl`, checkpoints every `checkpoint_every` steps and
+//! at the end (with reconstruction previews), and resumes from the latest
+//! checkpoint at the same step with the same batches.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use videogpt_pipeline::rng::SplitMix64;
+use videogpt_pipeline::shards::ClipShards;
+
+use crate::backend::BackendKind;
+use crate::checkpoint::{self, TrainState, VqVaeRunConfig};
+use crate::data::{self, Batch, Loader};
+use crate::error::{IoContext, ModelError, Result};
+use crate::preview;
+use crate::vqvae::codebook::usage;
+use crate::vqvae::{VqVae, VqVaeConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainOptions {
+    /// Folder of the training split's clip shards.
+    pub train_split: PathBuf,
+    /// Folder of a split used for the previews (the test split when there is one).
+    pub preview_split: Option<PathBuf>,
+    pub preset: String,
+    pub batch_size: usize,
+    pub steps: u64,
+    pub learning_rate: f64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    pub log_every: u64,
+    pub backend: BackendKind,
+}
+
+impl TrainOptions {
+    pub fn new(train_split: PathBuf, preset: &str) -> Self {
+        Self {
+            train_split,
+            preview_split: None,
+            preset: preset.to_owned(),
+            batch_size: 8,
+            steps: 10_000,
+            learning_rate: 3e-4,
+            seed: 0,
+            checkpoint_every: 1000,
+            log_every: 10,
+            backend: BackendKind::Flex,
+        }
+    }
+}
+
+/// One logged step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f64,
+    pub mse: f64,
+    /// MSE / training-data variance.
+    pub nmse: f64,
+    pub commitment: f64,
+    /// exp(entropy) of the batch's code histogram.
+    pub perplexity: f64,
+    /// Distinct codes used in the batch.
+    pub codes_used: usize,
+    /// Codes restarted by this step's EMA update.
+    pub restarted: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub run: PathBuf,
+    pub checkpoint: PathBuf,
+    pub step: u64,
+    pub last: Option<StepMetrics>,
+    pub steps_per_second: f64,
+}
+
+pub struct Trainer {
+    /// Always `Some` between calls; taken while the optimiser owns it.
+    model: Option<VqVae>,
+    pub optimizer: ModuleOptimizer,
+    pub config: VqVaeRunConfig,
+    pub state: TrainState,
+    device: Device,
+}
+
+impl Trainer {
+    /// A fresh model for `config` on the training device.
+    pub fn new(config: VqVaeRunConfig) -> Self {
+        let device = config.train.backend.training_device();
+        device.seed(config.train.seed);
+        let model = config.model.init(&device);
+        Self {
+            model: Some(model),
+            optimizer: AdamConfig::new().init(),
+            config,
+            state: TrainState {
+                step: 0,
+                samples_seen: 0,
+            },
+            device,
+        }
+    }
+
+    /// Continues from a checkpoint folder.
+    pub fn resume(checkpoint: &Path, backend: BackendKind) -> Result<Self> {
+        let device = backend.training_device();
+        let (model, mut config, state) = checkpoint::load_model(checkpoint, &device)?;
+        config.train.backend = backend;
+        let optimizer = checkpoint::load_optimizer(checkpoint, AdamConfig::new().init())?;
+        Ok(Self {
+            model: Some(model),
+            optimizer,
+            config,
+            state,
+            device,
+        })
+    }
+
+    pub fn model(&self) -> &VqVae {
+        self.model.as_ref().expect("model present between steps")
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn tensor(&self, batch: &Batch) -> Tensor<5> {
+        Tensor::from_data(TensorData::new(batch.data.clone(), batch.shape), &self.device)
+    }
+
+    /// One optimiser step and one EMA codebook step on `batch`.
+    pub fn step(&mut self, batch: &Batch) -> StepMetrics {
+        let started = Instant::now();
+        let x = self.tensor(batch);
+        let step = self.state.step;
+        let mut rng = SplitMix64::for_item(self.config.train.seed, "codebook", step);
+        let mut model = self.model.take().expect("model present between steps");
+        if !model.codebook.is_initialised() {
+            // Initialise the codes from this batch's encoder outputs first,
+            // so the very first quantisation is meaningful.
+            let z = model.encode_continuous(x.clone()).detach();
+            let [b, d, t, h, w] = z.dims();
+            let flat = z.permute([0, 2, 3, 4, 1]).reshape([b * t * h * w, d]);
+            let indices = model.codebook.nearest(flat.clone());
+            let (codebook, _) = model.codebook.ema_update(flat, indices, &mut rng);
+            model.codebook = codebook;
+        }
+        let out = model.forward(x.clone());
+        let mse = (out.reconstruction - x).square().mean();
+        let variance = self.config.data_variance.max(1e-8);
+        let loss = mse.clone().div_scalar(variance) + out.commitment_loss.clone();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut model = self
+            .optimizer
+            .step(self.config.train.learning_rate, model, grads);
+        let indices_host = data::int_values(out.indices.clone());
+        let (codebook, update) = model.codebook.ema_update(out.latents, out.indices, &mut rng);
+        model.codebook = codebook;
+        self.model = Some(model);
+        self.state.step += 1;
+        self.state.samples_seen += batch.shape[0] as u64;
+
+        let mse = mse.into_scalar::<f32>() as f64;
+        let commitment = out.commitment_loss.into_scalar::<f32>() as f64;
+        let (perplexity, codes_used) = usage(&indices_host, self.config.model.codes);
+        StepMetrics {
+            step: self.state.step,
+            loss: loss.into_scalar::<f32>() as f64,
+            mse,
+            nmse: mse / variance,
+            commitment,
+            perplexity,
+            codes_used,
+            restarted: update.restarted,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Reconstructions of `batch` by the current model in inference mode,
+    /// as uint8 clips.
+    pub fn reconstruct(&self, batch: &Batch) -> Vec<Vec<u8>> {
+        reconstruct(&self.model().valid(), batch, &self.device)
+    }
+}
+
+/// Reconstructions of `batch` by `model` (already in inference mode).
+pub fn reconstruct(model: &VqVae, batch: &Batch, device: &Device) -> Vec<Vec<u8>> {
+    let x = Tensor::<5>::from_data(TensorData::new(batch.data.clone(), batch.shape), device)
+        .without_autodiff();
+    let codes = model.encode(x);
+    let y = data::float_values(model.decode(codes));
+    let [b, c, t, h, w] = batch.shape;
+    let per = c * t * h * w;
+    (0..b)
+        .map(|i| data::channels_first_to_clip(&y[i * per..(i + 1) * per], [t, h, w, c]))
+        .collect()
+}
+
+/// Writes `previews/<name>.png` (originals over reconstructions) and `.gif`.
+pub fn write_previews(run: &Path, name: &str, batch: &Batch, recon: &[Vec<u8>]) -> Result<PathBuf> {
+    let [b, c, t, h, w] = batch.shape;
+    let shape = [t, h, w, c];
+    let originals: Vec<Vec<u8>> = (0..b)
+        .map(|i| {
+            let per = c * t * h * w;
+            data::channels_first_to_clip(&batch.data[i * per..(i + 1) * per], shape)
+        })
+        .collect();
+    let mut rows: Vec<&[u8]> = Vec::new();
+    for (o, r) in originals.iter().zip(recon) {
+        rows.push(o);
+        rows.push(r);
+    }
+    let dir = run.join("previews");
+    let png = dir.join(format!("{name}.png"));
+    preview::write_frame_grid_png(&png, &rows, shape).at(&png)?;
+    let grid: Vec<Vec<&[u8]>> = originals
+        .iter()
+        .zip(recon)
+        .map(|(o, r)| vec![o.as_slice(), r.as_slice()])
+        .collect();
+    let gif = dir.join(format!("{name}.gif"));
+    preview::write_grid_gif(&gif, &grid, shape, 8).at(&gif)?;
+    Ok(png)
+}
+
+/// What `train_vqvae` should do with the run folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// A new run; refuses a folder that already has checkpoints.
+    Fresh,
+    /// Continue from the latest checkpoint (a fresh start when there is none).
+    Resume,
+}
+
+/// Trains to `options.steps` in `run`, showing a progress bar when
+/// `progress` is true.
+pub fn train_vqvae(
+    run: &Path,
+    model_config: VqVaeConfig,
+    options: TrainOptions,
+    mode: RunMode,
+    progress: bool,
+) -> Result<TrainSummary> {
+    let existing = checkpoint::latest(run)?;
+    let mut trainer = match (mode, existing) {
+        (RunMode::Fresh, Some(found)) => {
+            return Err(ModelError::Config(format!(
+                "{} already has checkpoints (latest {}); pass --resume to continue it or choose another --run",
+                run.display(),
+                found.display()
+            )));
+        }
+        (RunMode::Resume, Some(found)) => {
+            let mut t = Trainer::resume(&found, options.backend)?;
+            // The step target and logging cadence may change on resume; the
+            // model, data and batch may not.
+            let saved = &t.config.train;
+            if saved.batch_size != options.batch_size || saved.seed != options.seed {
+                return Err(ModelError::Config(format!(
+                    "--batch-size {} / --seed {} differ from the run's {} / {}; a resumed run keeps them",
+                    options.batch_size, options.seed, saved.batch_size, saved.seed
+                )));
+            }
+            t.config.train.steps = options.steps;
+            t.config.train.checkpoint_every = options.checkpoint_every;
+            t.config.train.log_every = options.log_every;
+            tracing::info!(step = t.state.step, checkpoint = %found.display(), "resuming");
+            t
+        }
+        (_, None) => {
+            let model_config = {
+                let shards = ClipShards::open(&options.train_split)?;
+                model_config.for_clips(shards.clip_shape())
+            };
+            model_config.validate().map_err(|e| {
+                ModelError::Config(format!("preset {}: {e}", options.preset))
+            })?;
+            let (mean, variance) = data::pixel_statistics(&options.train_split, 2000)?;
+            tracing::info!(mean, variance, "training pixel statistics");
+            let config = VqVaeRunConfig {
+                model: model_config,
+                train: options.clone(),
+                data_mean: mean,
+                data_variance: variance,
+            };
+            fs::create_dir_all(run).at(run)?;
+            checkpoint::write_run_config(run, &config)?;
+            Trainer::new(config)
+        }
+    };
+
+    let train = &trainer.config.train;
+    let shards = Arc::new(ClipShards::open(&train.train_split)?);
+    let preview_batch = {
+        let split = train.preview_split.as_ref().unwrap_or(&train.train_split);
+        let preview_shards = ClipShards::open(split)?;
+        let ids: Vec<u64> = (0..preview_shards.len().min(4)).collect();
+        data::read_batch(&preview_shards, &ids)?
+    };
+    let loader = Loader::spawn(
+        shards,
+        train.batch_size,
+        train.seed,
+        trainer.state.samples_seen,
+        4,
+    );
+    let metrics_path = run.join("metrics.jsonl");
+    truncate_metrics_after(&metrics_path, trainer.state.step)?;
+    let mut metrics_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .at(&metrics_path)?;
+
+    let total = trainer.config.train.steps;
+    let bar = videogpt_pipeline::progress::bar(total, "steps", progress);
+    bar.set_position(trainer.state.step);
+    let started = Instant::now();
+    let first_step = trainer.state.step;
+    let mut last = None;
+    let mut last_checkpoint = checkpoint::latest(run)?;
+    while trainer.state.step < total {
+        let batch = loader.next_batch()?;
+        let m = trainer.step(&batch);
+        bar.inc(1);
+        let log_every = trainer.config.train.log_every.max(1);
+        if m.step % log_every == 0 || m.step == total {
+            let line = serde_json::to_string(&m).expect("serialisable");
+            writeln!(metrics_file, "{line}").at(&metrics_path)?;
+            let rate = (m.step - first_step) as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "loss {:.4} nmse {:.4} perplexity {:.0} codes {} | {:.2} steps/s",
+                m.loss, m.nmse, m.perplexity, m.codes_used, rate
+            ));
+        }
+        let every = trainer.config.train.checkpoint_every.max(1);
+        if m.step % every == 0 || m.step == total {
+            metrics_file.sync_data().at(&metrics_path)?;
+            let dir = checkpoint::save(
+                run,
+                &trainer.config,
+                &trainer.state,
+                trainer.model(),
+                &trainer.optimizer,
+            )?;
+            let recon = trainer.reconstruct(&preview_batch);
+            write_previews(run, &checkpoint::step_name(m.step), &preview_batch, &recon)?;
+            tracing::info!(step = m.step, checkpoint = %dir.display(), "checkpoint");
+            last_checkpoint = Some(dir);
+        }
+        last = Some(m);
+    }
+    bar.finish();
+    let done = trainer.state.step - first_step;
+    let checkpoint = match last_checkpoint {
+        Some(c) => c,
+        None => checkpoint::save(
+            run,
+            &trainer.config,
+            &trainer.state,
+            trainer.model(),
+            &trainer.optimizer,
+        )?,
+    };
+    Ok(TrainSummary {
+        run: run.to_owned(),
+        checkpoint,
+        step: trainer.state.step,
+        last,
+        steps_per_second: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+    })
+}
+
+/// Drops logged steps after `step` (from a run killed after its last
+/// checkpoint), so the log matches the resumed run.
+fn truncate_metrics_after(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<StepMetrics>(line)
+                .map(|m| m.step <= step)
+                .unwrap_or(false)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        videogpt_pipeline::atomic::write_bytes_atomic(path, kept.as_bytes()).at(path)?;
+    }
+    Ok(())
+}
