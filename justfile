@@ -34,6 +34,10 @@ train-vqvae dataset *args: build
 eval-vqvae run *args: build
     {{vgpt}} eval-vqvae {{run}} {{args}}
 
+# Plot a run's loss, NMSE and codebook usage to runs/<run>/loss.png.
+plot-run run:
+    .venv/bin/python notebooks/plot_metrics.py {{run}}
+
 # The whole chain at laptop scale. For now: Moving MNIST shards from real MNIST digits, verified.
 demo: build
     {{data}} prepare moving-mnist

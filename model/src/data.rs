@@ -57,7 +57,7 @@ pub fn channels_first_to_clip(data: &[f32], shape: [usize; 4]) -> Vec<u8> {
 pub fn int_values<const D: usize>(t: burn::tensor::Tensor<D, burn::tensor::Int>) -> Vec<i64> {
     t.into_data()
         .convert::<i64>()
-        .into_vec::<i64>()
+        .try_into_vec::<i64>()
         .expect("integer tensor data converts to i64")
 }
 
@@ -65,7 +65,7 @@ pub fn int_values<const D: usize>(t: burn::tensor::Tensor<D, burn::tensor::Int>)
 pub fn float_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .expect("float tensor data converts to f32")
 }
 

@@ -8,6 +8,7 @@
 //!   and verification.
 
 pub mod atomic;
+pub mod cli;
 pub mod clip_sampling;
 pub mod error;
 pub mod prepare;

@@ -329,22 +329,22 @@ mod tests {
         assert_eq!(model.forward(x).reconstruction.dims(), [1, 3, 4, 16, 16]);
     }
 
-    fn tiny_on(device: &Device) -> (VqVaeConfig, VqVae) {
+    /// A tiny model whose codebook is initialised from a random batch, and
+    /// that batch.
+    fn tiny_on(device: &Device) -> (VqVaeConfig, VqVae, Tensor<5>) {
         let config = VqVaeConfig::preset("tiny").unwrap().with_input_shape([4, 16, 16]);
         let model = config.init(device);
-        (config, model)
+        let x = Tensor::<5>::random([2, 1, 4, 16, 16], Distribution::Default, device);
+        let out = model.forward(x.clone());
+        let mut rng = videogpt_pipeline::rng::SplitMix64::new(0);
+        let (codebook, _) = model.codebook.clone().ema_update(out.latents, out.indices, &mut rng);
+        (config, VqVae { codebook, ..model }, x)
     }
 
     #[test]
     fn straight_through_gradient_reaches_the_encoder() {
         let device = Device::flex().autodiff();
-        let (_, model) = tiny_on(&device);
-        let x = Tensor::<5>::random([2, 1, 4, 16, 16], Distribution::Default, &device);
-        // Initialise the codebook so quantisation is not degenerate.
-        let out = model.forward(x.clone());
-        let mut rng = videogpt_pipeline::rng::SplitMix64::new(0);
-        let (codebook, _) = model.codebook.clone().ema_update(out.latents, out.indices, &mut rng);
-        let model = VqVae { codebook, ..model };
+        let (_, model, x) = tiny_on(&device);
         // Only the reconstruction term: its gradient reaches the encoder
         // through the quantiser only by the straight-through estimator.
         let out = model.forward(x.clone());
@@ -361,12 +361,8 @@ mod tests {
     #[test]
     fn save_then_load_gives_identical_outputs() {
         let device = Device::flex().autodiff();
-        let (config, model) = tiny_on(&device);
-        let x = Tensor::<5>::random([2, 1, 4, 16, 16], Distribution::Default, &device);
-        let out = model.forward(x.clone());
-        let mut rng = videogpt_pipeline::rng::SplitMix64::new(0);
-        let (codebook, _) = model.codebook.clone().ema_update(out.latents, out.indices, &mut rng);
-        let model = VqVae { codebook, ..model }.valid();
+        let (config, model, x) = tiny_on(&device);
+        let model = model.valid();
         let bytes = model.clone().into_record().into_bytes().unwrap();
         let plain = Device::flex();
         let loaded = config
