@@ -51,12 +51,7 @@ fn case_config(case: &str) -> Option<(VqVaeConfig, Option<f64>)> {
             Some(0.161),
         ),
         "reference-240" => (reference.with_downsample([4, 4, 4]), Some(1.435)),
-        preset => {
-            let config = VqVaeConfig::preset(preset)?;
-            let channels = if matches!(preset, "moving-mnist" | "tiny") { 1 } else { 3 };
-            let shape = config.input_shape;
-            (config.with_channels(channels).with_input_shape(shape), None)
-        }
+        preset => (VqVaeConfig::preset(preset)?, None),
     })
 }
 

@@ -69,6 +69,24 @@ pub fn float_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
         .expect("float tensor data converts to f32")
 }
 
+/// A batch of float `[b, C, T, H, W]` back to uint8 `[T, H, W, C]` clips.
+pub fn clips_from_channels_first(data: &[f32], [b, c, t, h, w]: [usize; 5]) -> Vec<Vec<u8>> {
+    let per = c * t * h * w;
+    (0..b)
+        .map(|i| channels_first_to_clip(&data[i * per..(i + 1) * per], [t, h, w, c]))
+        .collect()
+}
+
+impl Batch {
+    /// The batch as a `[b, c, t, h, w]` tensor on `device`.
+    pub fn tensor(&self, device: &burn::tensor::Device) -> burn::tensor::Tensor<5> {
+        burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(self.data.clone(), self.shape),
+            device,
+        )
+    }
+}
+
 /// Reads the clips `ids` into one batch.
 pub fn read_batch(shards: &ClipShards, ids: &[u64]) -> videogpt_pipeline::Result<Batch> {
     let shape = shards.clip_shape();

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::shards::ClipShards;
 
@@ -74,7 +73,7 @@ pub fn eval_vqvae(
             sum_sq += (v as f64) * (v as f64);
         }
         count += batch.data.len() as u64;
-        let x = Tensor::<5>::from_data(TensorData::new(batch.data, batch.shape), &device);
+        let x = batch.tensor(&device);
         let grid = model.encode(x.clone());
         codes.extend(data::int_values(grid.clone()));
         let y = model.decode(grid);

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::rng::SplitMix64;
 use videogpt_pipeline::shards::ClipShards;
@@ -137,26 +137,17 @@ impl Trainer {
         &self.device
     }
 
-    fn tensor(&self, batch: &Batch) -> Tensor<5> {
-        Tensor::from_data(TensorData::new(batch.data.clone(), batch.shape), &self.device)
-    }
-
     /// One optimiser step and one EMA codebook step on `batch`.
     pub fn step(&mut self, batch: &Batch) -> StepMetrics {
         let started = Instant::now();
-        let x = self.tensor(batch);
+        let x = batch.tensor(&self.device);
         let step = self.state.step;
         let mut rng = SplitMix64::for_item(self.config.train.seed, "codebook", step);
         let mut model = self.model.take().expect("model present between steps");
         if !model.codebook.is_initialised() {
             // Initialise the codes from this batch's encoder outputs first,
             // so the very first quantisation is meaningful.
-            let z = model.encode_continuous(x.clone()).detach();
-            let [b, d, t, h, w] = z.dims();
-            let flat = z.permute([0, 2, 3, 4, 1]).reshape([b * t * h * w, d]);
-            let indices = model.codebook.nearest(flat.clone());
-            let (codebook, _) = model.codebook.ema_update(flat, indices, &mut rng);
-            model.codebook = codebook;
+            model = model.initialise_codebook(x.clone(), &mut rng);
         }
         let out = model.forward(x.clone());
         let mse = (out.reconstruction - x).square().mean();
@@ -198,27 +189,15 @@ impl Trainer {
 
 /// Reconstructions of `batch` by `model` (already in inference mode).
 pub fn reconstruct(model: &VqVae, batch: &Batch, device: &Device) -> Vec<Vec<u8>> {
-    let x = Tensor::<5>::from_data(TensorData::new(batch.data.clone(), batch.shape), device)
-        .without_autodiff();
-    let codes = model.encode(x);
-    let y = data::float_values(model.decode(codes));
-    let [b, c, t, h, w] = batch.shape;
-    let per = c * t * h * w;
-    (0..b)
-        .map(|i| data::channels_first_to_clip(&y[i * per..(i + 1) * per], [t, h, w, c]))
-        .collect()
+    let codes = model.encode(batch.tensor(device).without_autodiff());
+    data::clips_from_channels_first(&data::float_values(model.decode(codes)), batch.shape)
 }
 
 /// Writes `previews/<name>.png` (originals over reconstructions) and `.gif`.
 pub fn write_previews(run: &Path, name: &str, batch: &Batch, recon: &[Vec<u8>]) -> Result<PathBuf> {
-    let [b, c, t, h, w] = batch.shape;
+    let [_, c, t, h, w] = batch.shape;
     let shape = [t, h, w, c];
-    let originals: Vec<Vec<u8>> = (0..b)
-        .map(|i| {
-            let per = c * t * h * w;
-            data::channels_first_to_clip(&batch.data[i * per..(i + 1) * per], shape)
-        })
-        .collect();
+    let originals = data::clips_from_channels_first(&batch.data, batch.shape);
     let mut rows: Vec<&[u8]> = Vec::new();
     for (o, r) in originals.iter().zip(recon) {
         rows.push(o);
@@ -256,7 +235,7 @@ pub fn train_vqvae(
     progress: bool,
 ) -> Result<TrainSummary> {
     let existing = checkpoint::latest(run)?;
-    let mut trainer = match (mode, existing) {
+    let mut trainer = match (mode, existing.clone()) {
         (RunMode::Fresh, Some(found)) => {
             return Err(ModelError::Config(format!(
                 "{} already has checkpoints (latest {}); pass --resume to continue it or choose another --run",
@@ -332,7 +311,7 @@ pub fn train_vqvae(
     let started = Instant::now();
     let first_step = trainer.state.step;
     let mut last = None;
-    let mut last_checkpoint = checkpoint::latest(run)?;
+    let mut last_checkpoint = existing;
     while trainer.state.step < total {
         let batch = loader.next_batch()?;
         let m = trainer.step(&batch);

@@ -22,6 +22,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use attention::AxialBlockConfig;
 use codebook::{Codebook, CodebookConfig};
+use videogpt_pipeline::rng::SplitMix64;
 use conv::SamePadConv3d;
 use decoder::Decoder;
 use encoder::Encoder;
@@ -235,28 +236,47 @@ impl VqVae {
         self.pre_quantize.forward(self.encoder.forward(x))
     }
 
-    /// The code grid of each clip: `[b, c, T, H, W] -> [b, t, h, w]`.
-    pub fn encode(&self, x: Tensor<5>) -> Tensor<4, Int> {
+    /// Encoder outputs as one row per latent position, in (b, t, h, w)
+    /// raster order: `[b, c, T, H, W] -> ([b t h w, D], [b, t, h, w])`.
+    fn latent_rows(&self, x: Tensor<5>) -> (Tensor<2>, [usize; 4]) {
         let z = self.encode_continuous(x);
         let [b, d, t, h, w] = z.dims();
-        let flat = z.permute([0, 2, 3, 4, 1]).reshape([b * t * h * w, d]);
-        self.codebook.nearest(flat).reshape([b, t, h, w])
+        let rows = z.permute([0, 2, 3, 4, 1]).reshape([b * t * h * w, d]);
+        (rows, [b, t, h, w])
+    }
+
+    /// Rows `[b t h w, D]` back to a grid `[b, D, t, h, w]`.
+    fn rows_to_grid(rows: Tensor<2>, [b, t, h, w]: [usize; 4]) -> Tensor<5> {
+        let d = rows.dims()[1];
+        rows.reshape([b, t, h, w, d]).permute([0, 4, 1, 2, 3])
+    }
+
+    /// The code grid of each clip: `[b, c, T, H, W] -> [b, t, h, w]`.
+    pub fn encode(&self, x: Tensor<5>) -> Tensor<4, Int> {
+        let (rows, grid) = self.latent_rows(x);
+        self.codebook.nearest(rows).reshape(grid)
+    }
+
+    /// Initialises the codebook from the encoder outputs of `x` (a training
+    /// batch); see [`Codebook::ema_update`].
+    pub fn initialise_codebook(self, x: Tensor<5>, rng: &mut SplitMix64) -> Self {
+        let rows = self.latent_rows(x).0.detach();
+        let indices = self.codebook.nearest(rows.clone());
+        let (codebook, _) = self.codebook.clone().ema_update(rows, indices, rng);
+        Self { codebook, ..self }
     }
 
     /// Code grid `[b, t, h, w]` to video `[b, c, T, H, W]`.
     pub fn decode(&self, codes: Tensor<4, Int>) -> Tensor<5> {
-        let [b, t, h, w] = codes.dims();
-        let e = self.codebook.lookup(codes.reshape([b * t * h * w]));
-        let d = e.dims()[1];
-        let e = e.reshape([b, t, h, w, d]).permute([0, 4, 1, 2, 3]);
-        self.decoder.forward(self.post_quantize.forward(e))
+        let grid = codes.dims();
+        let e = self.codebook.lookup(codes.reshape([grid.iter().product::<usize>()]));
+        self.decoder
+            .forward(self.post_quantize.forward(Self::rows_to_grid(e, grid)))
     }
 
     /// Encode, quantise with the straight-through estimator, decode.
     pub fn forward(&self, x: Tensor<5>) -> VqVaeOutput {
-        let z = self.encode_continuous(x);
-        let [b, d, t, h, w] = z.dims();
-        let flat = z.permute([0, 2, 3, 4, 1]).reshape([b * t * h * w, d]); // [n, D]
+        let (flat, grid) = self.latent_rows(x); // [n, D]
         let indices = self.codebook.nearest(flat.clone());
         let e = self.codebook.lookup(indices.clone());
         let commitment_loss = (flat.clone() - e.clone())
@@ -265,7 +285,7 @@ impl VqVae {
             .mul_scalar(self.commitment);
         // Straight-through: the forward value is e, the gradient goes to z.
         let quantised = flat.clone() + (e - flat.clone()).detach();
-        let quantised = quantised.reshape([b, t, h, w, d]).permute([0, 4, 1, 2, 3]);
+        let quantised = Self::rows_to_grid(quantised, grid);
         let reconstruction = self.decoder.forward(self.post_quantize.forward(quantised));
         VqVaeOutput {
             reconstruction,
@@ -333,12 +353,11 @@ mod tests {
     /// that batch.
     fn tiny_on(device: &Device) -> (VqVaeConfig, VqVae, Tensor<5>) {
         let config = VqVaeConfig::preset("tiny").unwrap().with_input_shape([4, 16, 16]);
-        let model = config.init(device);
         let x = Tensor::<5>::random([2, 1, 4, 16, 16], Distribution::Default, device);
-        let out = model.forward(x.clone());
-        let mut rng = videogpt_pipeline::rng::SplitMix64::new(0);
-        let (codebook, _) = model.codebook.clone().ema_update(out.latents, out.indices, &mut rng);
-        (config, VqVae { codebook, ..model }, x)
+        let model = config
+            .init(device)
+            .initialise_codebook(x.clone(), &mut SplitMix64::new(0));
+        (config, model, x)
     }
 
     #[test]
