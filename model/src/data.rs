@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use videogpt_pipeline::rng::SplitMix64;
+use videogpt_pipeline::shuffle::ShuffledOrder;
 use videogpt_pipeline::shards::ClipShards;
 
 /// One batch, `[b, c, t, h, w]` row-major.
@@ -104,46 +104,8 @@ pub fn read_batch(shards: &ClipShards, ids: &[u64]) -> videogpt_pipeline::Result
     })
 }
 
-/// The clip at position `sample` of the endless shuffled stream.
-pub struct ShuffledOrder {
-    seed: u64,
-    len: u64,
-    epoch: u64,
-    permutation: Vec<u64>,
-}
-
-impl ShuffledOrder {
-    pub fn new(seed: u64, len: u64) -> Self {
-        assert!(len > 0, "no clips to shuffle");
-        let mut order = Self {
-            seed,
-            len,
-            epoch: u64::MAX,
-            permutation: Vec::new(),
-        };
-        order.load_epoch(0);
-        order
-    }
-
-    fn load_epoch(&mut self, epoch: u64) {
-        let mut rng = SplitMix64::for_item(self.seed, "clip-order", epoch);
-        let mut p: Vec<u64> = (0..self.len).collect();
-        for i in (1..p.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            p.swap(i, j);
-        }
-        self.permutation = p;
-        self.epoch = epoch;
-    }
-
-    pub fn clip_at(&mut self, sample: u64) -> u64 {
-        let epoch = sample / self.len;
-        if epoch != self.epoch {
-            self.load_epoch(epoch);
-        }
-        self.permutation[(sample % self.len) as usize]
-    }
-}
+/// Purpose of the clip loader's shuffle (its stream of the run seed).
+const CLIP_ORDER: &str = "clip-order";
 
 /// Batches of `batch_size` from an endless shuffled stream, starting at
 /// sample `start_sample`, prepared on a loader thread.
@@ -164,11 +126,11 @@ impl Loader {
         let thread = std::thread::Builder::new()
             .name("clip-loader".into())
             .spawn(move || {
-                let mut order = ShuffledOrder::new(seed, shards.len());
+                let mut order = ShuffledOrder::new(seed, CLIP_ORDER, shards.len());
                 let mut sample = start_sample;
                 loop {
                     let ids: Vec<u64> = (0..batch_size as u64)
-                        .map(|i| order.clip_at(sample + i))
+                        .map(|i| order.item_at(sample + i))
                         .collect();
                     sample += batch_size as u64;
                     let batch = read_batch(&shards, &ids);
@@ -225,22 +187,5 @@ mod tests {
         // Channel 1 of pixel 0 is byte 1.
         assert!((f[12] - (7.0 / 255.0 - 0.5)).abs() < 1e-6);
         assert_eq!(channels_first_to_clip(&f, shape), clip);
-    }
-
-    #[test]
-    fn shuffled_order_is_a_permutation_per_epoch_and_seeded() {
-        let mut a = ShuffledOrder::new(3, 10);
-        let epoch0: Vec<u64> = (0..10).map(|s| a.clip_at(s)).collect();
-        let epoch1: Vec<u64> = (10..20).map(|s| a.clip_at(s)).collect();
-        let mut sorted = epoch0.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
-        assert_ne!(epoch0, epoch1);
-        // Random access (as on resume) gives the same stream.
-        let mut b = ShuffledOrder::new(3, 10);
-        assert_eq!(b.clip_at(13), epoch1[3]);
-        assert_eq!(b.clip_at(2), epoch0[2]);
-        let mut c = ShuffledOrder::new(4, 10);
-        assert_ne!((0..10).map(|s| c.clip_at(s)).collect::<Vec<_>>(), epoch0);
     }
 }

@@ -14,7 +14,7 @@ use videogpt_pipeline::shards::ClipShards;
 use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data;
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::vqvae::codebook::usage;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,15 +50,7 @@ pub fn eval_vqvae(
     let (model, config, state) = checkpoint::load_model(&checkpoint, &device)?;
     let model = model.valid();
     let shards = ClipShards::open(split)?;
-    let [t, h, w, c] = shards.clip_shape();
-    if config.model.input_shape != [t, h, w] || config.model.channels != c {
-        return Err(ModelError::Config(format!(
-            "{}: clips are {t}x{h}x{w}x{c}, the model was trained on {:?}x{}",
-            split.display(),
-            config.model.input_shape,
-            config.model.channels
-        )));
-    }
+    config.check_clip_shape(split, shards.clip_shape())?;
     let n = max_clips.map_or(shards.len(), |m| m.min(shards.len()));
     let bar = videogpt_pipeline::progress::bar(n, "clips", progress);
     let (mut sse, mut sum, mut sum_sq, mut count) = (0f64, 0f64, 0f64, 0u64);

@@ -15,8 +15,10 @@ pub mod prepare;
 pub mod progress;
 pub mod rng;
 pub mod shards;
+pub mod shuffle;
 pub mod sources;
 pub mod testing;
+pub mod tokens;
 
 pub use clip_sampling::{ClipSampling, StartPolicy};
 pub use error::{PipelineError, Result};

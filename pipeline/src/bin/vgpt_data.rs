@@ -1,4 +1,4 @@
-//! `vgpt-data`: prepare, verify and inspect clip shards. Parses arguments
+//! `vgpt-data`: prepare, verify and inspect clip shards; token statistics. Parses arguments
 //! and calls into the `videogpt_pipeline` library; nothing else.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use videogpt_pipeline::shards::{ClipIndex, verify_split};
 use videogpt_pipeline::sources::ClipSource;
 use videogpt_pipeline::sources::bair::{self, Bair};
 use videogpt_pipeline::sources::moving_mnist::{self, GeneratorConfig, MnistRaw, MovingMnist};
+use videogpt_pipeline::tokens::{TokenStats, TokenTable, find_table, token_stats};
 use videogpt_pipeline::{ClipSampling, PrepareConfig, PrepareSummary, StartPolicy, prepare_split};
 
 #[derive(Parser)]
@@ -45,6 +46,22 @@ enum Command {
         target: String,
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
+    },
+    /// Token statistics of a dataset's token table (polars): code usage,
+    /// entropy, perplexity, dead codes, entropy per position, per label.
+    Stats {
+        dataset: String,
+        #[arg(long, default_value = "datasets")]
+        root: PathBuf,
+        /// Table name under <root>/<dataset>/tokens (default: the newest).
+        #[arg(long)]
+        table: Option<String>,
+        /// Splits to summarise (default: all in the table).
+        #[arg(long, value_delimiter = ',')]
+        splits: Vec<String>,
+        /// How many of the most used codes to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
     },
 }
 
@@ -187,6 +204,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Stats {
+            dataset,
+            root,
+            table,
+            splits,
+            top,
+        } => {
+            let table = find_table(&root.join(&dataset).join("tokens"), table.as_deref())?;
+            let splits = if splits.is_empty() {
+                let mut found: Vec<String> = std::fs::read_dir(&table)
+                    .with_context(|| format!("reading {}", table.display()))?
+                    .flatten()
+                    .filter(|e| e.path().join("table.json").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                found.sort();
+                found
+            } else {
+                splits
+            };
+            for split in splits {
+                let stats = token_stats(&TokenTable::open(&table.join(&split))?, top)?;
+                print!("{}", stats_report(&stats));
+                let json = table.join(format!("{split}-stats.json"));
+                videogpt_pipeline::atomic::write_bytes_atomic(
+                    &json,
+                    &serde_json::to_vec_pretty(&stats).expect("stats serialise"),
+                )
+                .with_context(|| format!("writing {}", json.display()))?;
+                println!("  written to {}", json.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Info { target, root } => {
             for dir in split_dirs(&target, &root)? {
                 let index = ClipIndex::read(&dir)?;
@@ -209,6 +259,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The printed table of `vgpt-data stats`.
+fn stats_report(s: &TokenStats) -> String {
+    let mut out = format!(
+        "{} / {} ({})\n  clips {:>10}   grid {:?} = {} tokens/clip   codebook {}\n  entropy {:.3} bits/token   perplexity {:.1}   codes used {}   dead {}\n",
+        s.dataset,
+        s.split,
+        s.table.display(),
+        s.clips,
+        s.latent_grid,
+        s.latent_grid.iter().product::<usize>(),
+        s.codebook_size,
+        s.entropy_bits,
+        s.perplexity,
+        s.codes_used,
+        s.dead_codes
+    );
+    let per_time: Vec<String> = s.entropy_per_time.iter().map(|e| format!("{e:.2}")).collect();
+    out += &format!("  entropy per time step (bits): {}\n", per_time.join(" "));
+    out += "  top codes:  code     count   share\n";
+    for c in &s.top_codes {
+        out += &format!("            {:>5} {:>9} {:>6.2}%\n", c.code, c.count, 100.0 * c.share);
+    }
+    if let Some(labels) = &s.per_label {
+        out += "  per label: label   clips  entropy  codes\n";
+        for l in labels {
+            out += &format!(
+                "            {:>6} {:>7} {:>8.3} {:>6}\n",
+                l.label, l.clips, l.entropy_bits, l.codes_used
+            );
+        }
+    }
+    out
 }
 
 /// Split folders named by `target`: a split folder, a clips folder, a

@@ -61,10 +61,15 @@ pub fn write_clips_table(
             "videogpt-clips-table v1".to_string(),
         )]))
         .build();
+    write_parquet_atomic(path, &batch, props)
+}
+
+/// Writes one record batch as a Parquet file, atomically (temp + rename).
+pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<()> {
     crate::atomic::write_atomic(path, |w| {
         let mut writer =
             ArrowWriter::try_new(w, batch.schema(), Some(props)).map_err(std::io::Error::other)?;
-        writer.write(&batch).map_err(std::io::Error::other)?;
+        writer.write(batch).map_err(std::io::Error::other)?;
         writer.close().map_err(std::io::Error::other)?;
         Ok(())
     })
@@ -103,24 +108,39 @@ fn to_batch(
             records.iter().map(|r| r.start_frame),
         )),
     ];
-    if records.iter().any(|r| r.label.is_some()) {
-        fields.push(Field::new("label", DataType::Int32, true));
-        columns.push(Arc::new(Int32Array::from_iter(
-            records.iter().map(|r| r.label),
-        )));
-    }
-    if records.iter().any(|r| r.text.is_some()) {
-        fields.push(Field::new("text", DataType::Utf8, true));
-        columns.push(Arc::new(StringArray::from_iter(
-            records.iter().map(|r| r.text.as_deref()),
-        )));
-    }
-    if let Some(dim) = action_dim {
-        let (field, array) = actions_column(records, dim)?;
+    for (field, column) in conditioning_columns(records, action_dim)? {
         fields.push(field);
-        columns.push(array);
+        columns.push(column);
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// The conditioning columns of `records` that the dataset has: `label`
+/// (i32), `text` (utf8), `actions` (list of `action_dim`-vectors). Shared by
+/// clips.parquet and the token tables, so both carry the same columns.
+pub fn conditioning_columns(
+    records: &[ClipRecord],
+    action_dim: Option<usize>,
+) -> arrow::error::Result<Vec<(Field, ArrayRef)>> {
+    let mut out: Vec<(Field, ArrayRef)> = Vec::new();
+    if records.iter().any(|r| r.label.is_some()) {
+        out.push((
+            Field::new("label", DataType::Int32, true),
+            Arc::new(Int32Array::from_iter(records.iter().map(|r| r.label))),
+        ));
+    }
+    if records.iter().any(|r| r.text.is_some()) {
+        out.push((
+            Field::new("text", DataType::Utf8, true),
+            Arc::new(StringArray::from_iter(
+                records.iter().map(|r| r.text.as_deref()),
+            )),
+        ));
+    }
+    if let Some(dim) = action_dim {
+        out.push(actions_column(records, dim)?);
+    }
+    Ok(out)
 }
 
 fn actions_column(records: &[ClipRecord], dim: usize) -> arrow::error::Result<(Field, ArrayRef)> {

@@ -1,0 +1,171 @@
+//! `encode-latents`: the VQ-VAE's codes for every clip of every split,
+//! cached as token tables (`videogpt_pipeline::tokens`).
+//!
+//! The table folder is named after the checkpoint (`<run>-step-NNNNNNNN`),
+//! so another checkpoint writes another folder; the SHA-256 of its weights
+//! is in every part's metadata. Parts are written atomically and kept on a
+//! rerun when they match, so an interrupted run continues and a repeated
+//! one does nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use serde::Serialize;
+use videogpt_pipeline::shards::format::sha256_file;
+use videogpt_pipeline::shards::{ClipIndex, ClipShards};
+use videogpt_pipeline::tokens::{TablePlan, TokenTableMeta};
+
+use crate::backend::BackendKind;
+use crate::checkpoint::{self, MODEL_FILE};
+use crate::data;
+use crate::error::{IoContext, ModelError, Result};
+
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// Splits to encode (those prepared are taken when empty).
+    pub splits: Vec<String>,
+    pub batch_size: usize,
+    pub backend: BackendKind,
+    pub rows_per_part: usize,
+    /// Replace a table folder written by another checkpoint.
+    pub overwrite: bool,
+    pub progress: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self {
+            splits: Vec::new(),
+            batch_size: 16,
+            backend: BackendKind::Flex,
+            rows_per_part: videogpt_pipeline::tokens::ROWS_PER_PART,
+            overwrite: false,
+            progress: true,
+        }
+    }
+}
+
+/// What one split's encoding did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitSummary {
+    pub split: String,
+    pub table: PathBuf,
+    pub clips: u64,
+    /// Clips encoded now (0 when the table was already complete).
+    pub encoded: u64,
+    pub parts: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// The table folder name for a checkpoint: `<run>-<step folder>`.
+pub fn table_name(checkpoint: &Path) -> String {
+    let step = checkpoint.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let run = checkpoint
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|r| r.file_name())
+        .and_then(|n| n.to_str());
+    match run {
+        Some(run) => format!("{run}-{step}"),
+        None => step.to_string(),
+    }
+}
+
+/// Encodes the splits of `clips_root` (`datasets/<dataset>/clips`) with the
+/// checkpoint (or a run folder's latest) into
+/// `tokens_root/<table name>/<split>`.
+pub fn encode_latents(
+    checkpoint_or_run: &Path,
+    clips_root: &Path,
+    tokens_root: &Path,
+    options: &EncodeOptions,
+) -> Result<Vec<SplitSummary>> {
+    if options.batch_size == 0 {
+        return Err(ModelError::Config("--batch-size must be at least 1".into()));
+    }
+    let checkpoint = checkpoint::resolve(checkpoint_or_run)?;
+    let device = options.backend.device();
+    let (model, config, _) = checkpoint::load_model(&checkpoint, &device)?;
+    let model = model.valid();
+    let sha = sha256_file(&checkpoint.join(MODEL_FILE))?;
+    let table = tokens_root.join(table_name(&checkpoint));
+
+    let splits = if options.splits.is_empty() {
+        prepared_splits(clips_root)?
+    } else {
+        options.splits.clone()
+    };
+    if splits.is_empty() {
+        return Err(ModelError::format(
+            clips_root,
+            "has no prepared splits (run `just prepare <dataset>` first)",
+        ));
+    }
+    let mut summaries = Vec::new();
+    for split in splits {
+        let started = Instant::now();
+        let split_dir = clips_root.join(&split);
+        let index = ClipIndex::read(&split_dir)?;
+        config.check_clip_shape(&split_dir, index.clip_shape)?;
+        let meta = TokenTableMeta {
+            dataset: index.dataset.clone(),
+            split: split.clone(),
+            latent_grid: config.model.latent_shape(),
+            codebook_size: config.model.codes,
+            checkpoint_sha256: sha.clone(),
+            checkpoint: checkpoint.display().to_string(),
+            clip_shape: index.clip_shape,
+            preprocessing: index.preprocessing.clone(),
+        };
+        let out_dir = table.join(&split);
+        let plan = TablePlan::new(&split_dir, &out_dir, meta, options.rows_per_part, options.overwrite)?;
+        let pending = plan.pending();
+        let todo: u64 = pending.iter().map(|p| p.rows as u64).sum();
+        let shards = ClipShards::open(&split_dir)?;
+        let bar = videogpt_pipeline::progress::bar(todo, "clips", options.progress);
+        bar.set_message(format!("{split}: encoding"));
+        for part in &pending {
+            let mut tokens: Vec<u16> = Vec::with_capacity(part.rows * plan.meta().tokens_per_clip());
+            let ids: Vec<u64> = part.clip_ids().collect();
+            for chunk in ids.chunks(options.batch_size) {
+                let batch = data::read_batch(&shards, chunk)?;
+                let codes = data::int_values(model.encode(batch.tensor(&device)));
+                tokens.extend(codes.into_iter().map(|c| c as u16));
+                bar.inc(chunk.len() as u64);
+            }
+            plan.write(part, &tokens)?;
+        }
+        bar.finish_and_clear();
+        let manifest = plan.finish()?;
+        tracing::info!(split = %split, table = %out_dir.display(), encoded = todo, "token table complete");
+        summaries.push(SplitSummary {
+            split,
+            table: out_dir,
+            clips: manifest.rows,
+            encoded: todo,
+            parts: manifest.parts.len(),
+            bytes: manifest.parts.iter().map(|p| p.bytes).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(summaries)
+}
+
+/// Splits under `clips_root` that have an index.json, train and test first.
+fn prepared_splits(clips_root: &Path) -> Result<Vec<String>> {
+    let mut splits = Vec::new();
+    for entry in std::fs::read_dir(clips_root).at(clips_root)?.flatten() {
+        if entry.path().join("index.json").is_file() {
+            splits.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    let rank = |s: &str| match s {
+        "train" => 0,
+        "test" => 1,
+        _ => 2,
+    };
+    splits.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    Ok(splits)
+}

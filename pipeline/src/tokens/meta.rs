@@ -1,0 +1,182 @@
+//! What a token table says about itself: the Parquet key-value metadata of
+//! every part file, and `table.json`, written last, whose presence means the
+//! split's table is complete.
+
+use std::path::Path;
+
+use parquet::file::metadata::KeyValue;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, PipelineError, Result};
+use crate::shards::Preprocessing;
+
+pub const TOKENS_FORMAT: &str = "videogpt-token-table";
+pub const TOKENS_FORMAT_VERSION: u32 = 1;
+pub const TABLE_FILE: &str = "table.json";
+/// Key prefix of the Parquet key-value metadata.
+const KEY: &str = "videogpt.";
+
+/// Everything that decides what the tokens mean. Identical in every part
+/// file of a table and in its `table.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenTableMeta {
+    pub dataset: String,
+    pub split: String,
+    /// Latent grid `[t, h, w]`; tokens are stored in this raster order.
+    pub latent_grid: [usize; 3],
+    /// Number of codes; every token is below it.
+    pub codebook_size: usize,
+    /// Hex SHA-256 of the VQ-VAE checkpoint's weights file (`model.bpk`).
+    pub checkpoint_sha256: String,
+    /// The checkpoint folder as given to `encode-latents` (for people; the
+    /// hash is what is checked).
+    pub checkpoint: String,
+    /// `[T, H, W, C]` of the encoded clips.
+    pub clip_shape: [usize; 4],
+    /// The clip preprocessing, copied from the split's index.json.
+    pub preprocessing: Preprocessing,
+}
+
+impl TokenTableMeta {
+    pub fn tokens_per_clip(&self) -> usize {
+        self.latent_grid.iter().product()
+    }
+
+    /// As Parquet key-value pairs (`videogpt.*`; values are plain text or JSON).
+    pub fn to_key_values(&self) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new(format!("{KEY}format"), TOKENS_FORMAT.to_string()),
+            KeyValue::new(
+                format!("{KEY}format_version"),
+                TOKENS_FORMAT_VERSION.to_string(),
+            ),
+            KeyValue::new(format!("{KEY}dataset"), self.dataset.clone()),
+            KeyValue::new(format!("{KEY}split"), self.split.clone()),
+            KeyValue::new(format!("{KEY}latent_grid"), json(&self.latent_grid)),
+            KeyValue::new(
+                format!("{KEY}codebook_size"),
+                self.codebook_size.to_string(),
+            ),
+            KeyValue::new(
+                format!("{KEY}checkpoint_sha256"),
+                self.checkpoint_sha256.clone(),
+            ),
+            KeyValue::new(format!("{KEY}checkpoint"), self.checkpoint.clone()),
+            KeyValue::new(format!("{KEY}clip_shape"), json(&self.clip_shape)),
+            KeyValue::new(format!("{KEY}preprocessing"), json(&self.preprocessing)),
+        ]
+    }
+
+    /// Reads the metadata back from a part file's key-value pairs.
+    pub fn from_key_values(path: &Path, pairs: Option<&Vec<KeyValue>>) -> Result<Self> {
+        let get = |name: &str| -> Result<&str> {
+            pairs
+                .into_iter()
+                .flatten()
+                .find(|kv| kv.key == format!("{KEY}{name}"))
+                .and_then(|kv| kv.value.as_deref())
+                .ok_or_else(|| {
+                    PipelineError::format(
+                        path,
+                        format!("not a token table: metadata key `{KEY}{name}` is missing"),
+                    )
+                })
+        };
+        let format = get("format")?;
+        let version: u32 = parse(path, "format_version", get("format_version")?)?;
+        if format != TOKENS_FORMAT || version > TOKENS_FORMAT_VERSION {
+            return Err(PipelineError::format(
+                path,
+                format!(
+                    "format {format} v{version} is not readable by this version ({TOKENS_FORMAT} v{TOKENS_FORMAT_VERSION})"
+                ),
+            ));
+        }
+        Ok(Self {
+            dataset: get("dataset")?.to_string(),
+            split: get("split")?.to_string(),
+            latent_grid: parse(path, "latent_grid", get("latent_grid")?)?,
+            codebook_size: parse(path, "codebook_size", get("codebook_size")?)?,
+            checkpoint_sha256: get("checkpoint_sha256")?.to_string(),
+            checkpoint: get("checkpoint")?.to_string(),
+            clip_shape: parse(path, "clip_shape", get("clip_shape")?)?,
+            preprocessing: parse(path, "preprocessing", get("preprocessing")?)?,
+        })
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, key: &str, value: &str) -> Result<T> {
+    serde_json::from_str(value).map_err(|e| {
+        PipelineError::format(path, format!("metadata `{KEY}{key}` = {value:?}: {e}"))
+    })
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("metadata serialises")
+}
+
+/// One part file of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartEntry {
+    pub file: String,
+    /// Global clip id of its first row; rows are consecutive clip ids.
+    pub first_clip: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// `table.json`: the metadata, the parts and the totals; written last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableManifest {
+    pub format: String,
+    pub format_version: u32,
+    #[serde(flatten)]
+    pub meta: TokenTableMeta,
+    pub rows: u64,
+    pub parts: Vec<PartEntry>,
+}
+
+impl TableManifest {
+    pub fn new(meta: TokenTableMeta, parts: Vec<PartEntry>) -> Self {
+        Self {
+            format: TOKENS_FORMAT.into(),
+            format_version: TOKENS_FORMAT_VERSION,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            meta,
+            parts,
+        }
+    }
+
+    /// Reads `<dir>/table.json`; a missing file means the table is not
+    /// complete (or not there).
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(TABLE_FILE);
+        if !path.is_file() {
+            return Err(PipelineError::format(
+                dir,
+                format!(
+                    "no complete token table here ({TABLE_FILE} is missing; run `encode-latents` to write or finish it)"
+                ),
+            ));
+        }
+        let text = std::fs::read_to_string(&path).at(&path)?;
+        let manifest: Self = serde_json::from_str(&text)
+            .map_err(|e| PipelineError::format(&path, format!("not a token table manifest: {e}")))?;
+        if manifest.format != TOKENS_FORMAT || manifest.format_version > TOKENS_FORMAT_VERSION {
+            return Err(PipelineError::format(
+                &path,
+                format!(
+                    "format {} v{} is not readable by this version ({TOKENS_FORMAT} v{TOKENS_FORMAT_VERSION})",
+                    manifest.format, manifest.format_version
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(TABLE_FILE);
+        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        crate::atomic::write_bytes_atomic(&path, &json).at(&path)
+    }
+}

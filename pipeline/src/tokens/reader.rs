@@ -1,0 +1,330 @@
+//! Reading token tables back: open a split's table, check its metadata
+//! against what the caller expects, load its rows (optionally only some
+//! labels), and stream shuffled batches for training.
+//!
+//! Rows are held in memory once loaded: 2 bytes per token (a 16x32x32 UCF
+//! grid is 8 KiB per clip, so 13k clips take about 100 MB).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float32Type, Int32Type, UInt16Type, UInt64Type};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::meta::{TableManifest, TokenTableMeta};
+use crate::error::{IoContext, PipelineError, Result};
+use crate::shuffle::ShuffledOrder;
+
+/// One split's complete token table.
+#[derive(Debug, Clone)]
+pub struct TokenTable {
+    dir: PathBuf,
+    manifest: TableManifest,
+}
+
+/// What a consumer (a prior) needs the tokens to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpectation {
+    pub latent_grid: [usize; 3],
+    pub codebook_size: usize,
+}
+
+/// Loaded rows, in clip-id order.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRows {
+    /// Tokens per clip.
+    pub len: usize,
+    /// `rows * len` tokens, row-major.
+    pub tokens: Vec<u16>,
+    pub clip_ids: Vec<u64>,
+    /// Per row, when the table has a `label` column.
+    pub labels: Option<Vec<Option<i32>>>,
+    /// Per row `[T * D]` action values, when the table has `actions`.
+    pub actions: Option<Vec<Option<Vec<f32>>>>,
+}
+
+impl TokenRows {
+    pub fn rows(&self) -> usize {
+        self.clip_ids.len()
+    }
+
+    pub fn row(&self, i: usize) -> &[u16] {
+        &self.tokens[i * self.len..(i + 1) * self.len]
+    }
+}
+
+impl TokenTable {
+    /// Opens `<tokens>/<name>/<split>`: reads table.json and checks that
+    /// every part file is there with the same metadata.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = TableManifest::read(dir)?;
+        for part in &manifest.parts {
+            let path = dir.join(&part.file);
+            let file = File::open(&path).at(&path)?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+                PipelineError::Parquet {
+                    path: path.clone(),
+                    source: e,
+                }
+            })?;
+            let file_meta = builder.metadata().file_metadata();
+            let meta = TokenTableMeta::from_key_values(&path, file_meta.key_value_metadata())?;
+            if meta != manifest.meta {
+                return Err(PipelineError::format(
+                    &path,
+                    format!(
+                        "its metadata differs from {} (written by another checkpoint or settings); rerun encode-latents with --overwrite",
+                        dir.join(super::meta::TABLE_FILE).display()
+                    ),
+                ));
+            }
+            if file_meta.num_rows() as u64 != part.rows {
+                return Err(PipelineError::format(
+                    &path,
+                    format!("{} rows, table.json says {}", file_meta.num_rows(), part.rows),
+                ));
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> &TokenTableMeta {
+        &self.manifest.meta
+    }
+
+    pub fn manifest(&self) -> &TableManifest {
+        &self.manifest
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.manifest.rows
+    }
+
+    /// Refuses a table whose latent grid or codebook size differ from
+    /// `expected`, naming both.
+    pub fn check(&self, expected: &TokenExpectation) -> Result<()> {
+        let meta = self.meta();
+        if meta.latent_grid != expected.latent_grid || meta.codebook_size != expected.codebook_size {
+            return Err(PipelineError::format(
+                &self.dir,
+                format!(
+                    "token table has latent grid {:?} and {} codes, but the model expects grid {:?} and {} codes",
+                    meta.latent_grid, meta.codebook_size, expected.latent_grid, expected.codebook_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads every row, or only rows whose label is in `labels`.
+    pub fn read(&self, labels: Option<&[i32]>) -> Result<TokenRows> {
+        let len = self.meta().tokens_per_clip();
+        let mut out = TokenRows {
+            len,
+            ..TokenRows::default()
+        };
+        for part in &self.manifest.parts {
+            let path = self.dir.join(&part.file);
+            read_part(&path, len, labels, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRows) -> Result<()> {
+    let parquet_err = |e| PipelineError::Parquet {
+        path: path.into(),
+        source: e,
+    };
+    let file = File::open(path).at(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    let wanted = ["clip_id", "tokens", "label", "actions"];
+    let schema = builder.parquet_schema();
+    let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
+        .filter(|&i| wanted.contains(&schema.root_schema().get_fields()[i].name()))
+        .collect();
+    let mask = ProjectionMask::roots(schema, roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(parquet_err)?;
+    let missing = |name: &str| {
+        PipelineError::format(path, format!("column `{name}` missing or of the wrong type"))
+    };
+    for batch in reader {
+        let batch = batch.map_err(|e| PipelineError::Arrow {
+            path: path.into(),
+            source: e,
+        })?;
+        let ids = batch
+            .column_by_name("clip_id")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| missing("clip_id"))?;
+        let tokens = batch
+            .column_by_name("tokens")
+            .and_then(|c| c.as_fixed_size_list_opt())
+            .filter(|l| l.value_length() as usize == len)
+            .ok_or_else(|| missing("tokens"))?;
+        let values = tokens
+            .values()
+            .as_primitive_opt::<UInt16Type>()
+            .ok_or_else(|| missing("tokens"))?;
+        if values.len() != tokens.len() * len {
+            return Err(missing("tokens"));
+        }
+        let values: &[u16] = values.values();
+        let label = batch
+            .column_by_name("label")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let actions = batch
+            .column_by_name("actions")
+            .and_then(|c| c.as_list_opt::<i32>());
+        if labels.is_some() && label.is_none() {
+            return Err(PipelineError::format(
+                path,
+                "filtering by label, but the table has no `label` column",
+            ));
+        }
+        let label_of = |i: usize| label.filter(|l| l.is_valid(i)).map(|l| l.value(i));
+        let keep = |i: usize| match labels {
+            None => true,
+            Some(set) => label_of(i).is_some_and(|l| set.contains(&l)),
+        };
+        if labels.is_none() {
+            out.tokens.extend_from_slice(values);
+            out.clip_ids.extend_from_slice(&ids.values()[..]);
+        }
+        for i in 0..batch.num_rows() {
+            if labels.is_some() {
+                if !keep(i) {
+                    continue;
+                }
+                out.tokens.extend_from_slice(&values[i * len..(i + 1) * len]);
+                out.clip_ids.push(ids.value(i));
+            }
+            if label.is_some() {
+                out.labels.get_or_insert_with(Vec::new).push(label_of(i));
+            }
+            if let Some(a) = actions {
+                let row = a.is_valid(i).then(|| {
+                    a.value(i)
+                        .as_fixed_size_list()
+                        .values()
+                        .as_primitive::<Float32Type>()
+                        .values()
+                        .to_vec()
+                });
+                out.actions.get_or_insert_with(Vec::new).push(row);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A batch of token rows for training.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// `[batch, len]` row-major.
+    pub tokens: Vec<u16>,
+    pub len: usize,
+    pub clip_ids: Vec<u64>,
+    pub labels: Option<Vec<Option<i32>>>,
+    pub actions: Option<Vec<Option<Vec<f32>>>>,
+}
+
+/// Endless shuffled batches over loaded rows: every row once per epoch, a
+/// fresh seeded order each epoch, resumable from a sample counter.
+pub struct TokenBatches {
+    rows: Arc<TokenRows>,
+    order: ShuffledOrder,
+    batch_size: usize,
+    sample: u64,
+}
+
+/// Purpose of the token shuffle (its stream of the run seed).
+const TOKEN_ORDER: &str = "token-order";
+
+impl TokenBatches {
+    /// Panics when `rows` is empty or `batch_size` is 0; callers check first.
+    pub fn new(rows: Arc<TokenRows>, batch_size: usize, seed: u64, start_sample: u64) -> Self {
+        assert!(batch_size > 0, "batch size 0");
+        let order = ShuffledOrder::new(seed, TOKEN_ORDER, rows.rows() as u64);
+        Self {
+            rows,
+            order,
+            batch_size,
+            sample: start_sample,
+        }
+    }
+
+    /// Samples handed out so far (including `start_sample`).
+    pub fn samples_seen(&self) -> u64 {
+        self.sample
+    }
+}
+
+impl Iterator for TokenBatches {
+    type Item = TokenBatch;
+
+    fn next(&mut self) -> Option<TokenBatch> {
+        let rows = &self.rows;
+        let picks: Vec<usize> = (0..self.batch_size as u64)
+            .map(|i| self.order.item_at(self.sample + i) as usize)
+            .collect();
+        self.sample += self.batch_size as u64;
+        let mut tokens = Vec::with_capacity(picks.len() * rows.len);
+        for &r in &picks {
+            tokens.extend_from_slice(rows.row(r));
+        }
+        Some(TokenBatch {
+            tokens,
+            len: rows.len,
+            clip_ids: picks.iter().map(|&r| rows.clip_ids[r]).collect(),
+            labels: rows
+                .labels
+                .as_ref()
+                .map(|l| picks.iter().map(|&r| l[r]).collect()),
+            actions: rows
+                .actions
+                .as_ref()
+                .map(|a| picks.iter().map(|&r| a[r].clone()).collect()),
+        })
+    }
+}
+
+/// The table folder `tokens_root/<name>`, or without a name the one whose
+/// `table.json` was written last (the newest encoding).
+pub fn find_table(tokens_root: &Path, name: Option<&str>) -> Result<PathBuf> {
+    if let Some(name) = name {
+        let dir = tokens_root.join(name);
+        if !dir.is_dir() {
+            return Err(PipelineError::format(&dir, "no such token table (run `just encode-latents` first)"));
+        }
+        return Ok(dir);
+    }
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for table in std::fs::read_dir(tokens_root).at(tokens_root)?.flatten() {
+        for split in std::fs::read_dir(table.path()).into_iter().flatten().flatten() {
+            let manifest = split.path().join(super::meta::TABLE_FILE);
+            if let Ok(modified) = std::fs::metadata(&manifest).and_then(|m| m.modified()) {
+                if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
+                    newest = Some((modified, table.path()));
+                }
+            }
+        }
+    }
+    newest.map(|(_, dir)| dir).ok_or_else(|| {
+        PipelineError::format(tokens_root, "holds no complete token table (run `just encode-latents` first)")
+    })
+}

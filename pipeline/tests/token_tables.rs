@@ -1,0 +1,222 @@
+//! Token tables end to end: written over a real prepared split (BAIR layout,
+//! with actions) and a labelled clips table, read back exactly, resumed,
+//! refused on a checkpoint mismatch, and summarised with polars.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+use videogpt_pipeline::shards::{ClipIndex, ClipRecord, read_clips_table, write_clips_table};
+use videogpt_pipeline::testing::write_bair_split;
+use videogpt_pipeline::tokens::stats::entropy_bits;
+use videogpt_pipeline::tokens::{
+    TablePlan, TokenBatches, TokenExpectation, TokenTable, TokenTableMeta, token_stats,
+};
+
+const GRID: [usize; 3] = [4, 4, 4];
+const CODES: usize = 32;
+
+/// A prepared BAIR-layout train split (with actions) under `dir`.
+fn prepared_bair(dir: &Path) -> PathBuf {
+    let raw = dir.join("raw");
+    write_bair_split(&raw.join("softmotion30_44k/train"), 2, 3, 30, 1).unwrap();
+    write_bair_split(&raw.join("softmotion30_44k/test"), 1, 1, 30, 2).unwrap();
+    let root = dir.join("datasets");
+    let out = run(&[
+        "prepare", "bair", raw.to_str().unwrap(), "--root", root.to_str().unwrap(),
+        "--start", "sliding:2", "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    root.join("bair/clips/train")
+}
+
+fn meta_for(split_dir: &Path, sha: &str) -> TokenTableMeta {
+    let index = ClipIndex::read(split_dir).unwrap();
+    TokenTableMeta {
+        dataset: index.dataset,
+        split: index.split,
+        latent_grid: GRID,
+        codebook_size: CODES,
+        checkpoint_sha256: sha.into(),
+        checkpoint: "runs/test/checkpoints/step-00000001".into(),
+        clip_shape: index.clip_shape,
+        preprocessing: index.preprocessing,
+    }
+}
+
+/// Deterministic, skewed tokens for a clip (what an encoder would give).
+fn tokens_of(clip: u64) -> Vec<u16> {
+    let len: usize = GRID.iter().product();
+    (0..len)
+        .map(|p| (((clip as usize * 7 + p * 3) % 11 + (p % 5) * (p % 3)) % CODES) as u16)
+        .collect()
+}
+
+fn write_all(plan: &TablePlan) -> usize {
+    let pending = plan.pending();
+    for part in &pending {
+        let tokens: Vec<u16> = part.clip_ids().flat_map(tokens_of).collect();
+        plan.write(part, &tokens).unwrap();
+    }
+    plan.finish().unwrap();
+    pending.len()
+}
+
+#[test]
+fn tokens_and_actions_round_trip_and_reruns_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = prepared_bair(dir.path());
+    let clips = read_clips_table(&split.join("clips.parquet")).unwrap();
+    assert!(clips.len() > 10, "{} clips", clips.len());
+    let table_dir = dir.path().join("tokens/test-step-00000001/train");
+    let meta = meta_for(&split, "aa");
+    let plan = TablePlan::new(&split, &table_dir, meta.clone(), 4, false).unwrap();
+    let parts = plan.parts().len();
+    assert_eq!(parts, clips.len().div_ceil(4));
+    assert_eq!(write_all(&plan), parts);
+
+    let table = TokenTable::open(&table_dir).unwrap();
+    assert_eq!(table.meta(), &meta);
+    assert_eq!(table.rows(), clips.len() as u64);
+    let rows = table.read(None).unwrap();
+    assert_eq!(rows.len, 64);
+    for (i, clip) in clips.iter().enumerate() {
+        assert_eq!(rows.clip_ids[i], clip.clip_id);
+        assert_eq!(rows.row(i), tokens_of(clip.clip_id).as_slice());
+        assert_eq!(rows.actions.as_ref().unwrap()[i], clip.actions);
+    }
+
+    // A rerun with the same checkpoint: nothing pending, files untouched.
+    let before = std::fs::metadata(table_dir.join("part-00000.parquet")).unwrap().modified().unwrap();
+    let again = TablePlan::new(&split, &table_dir, meta.clone(), 4, false).unwrap();
+    assert!(again.pending().is_empty());
+    assert_eq!(write_all(&again), 0);
+    let after = std::fs::metadata(table_dir.join("part-00000.parquet")).unwrap().modified().unwrap();
+    assert_eq!(before, after);
+
+    // Interrupted: one part and table.json gone -> exactly that part is redone.
+    std::fs::remove_file(table_dir.join("part-00001.parquet")).unwrap();
+    std::fs::remove_file(table_dir.join("table.json")).unwrap();
+    assert!(TokenTable::open(&table_dir).unwrap_err().to_string().contains("table.json"));
+    let resumed = TablePlan::new(&split, &table_dir, meta, 4, false).unwrap();
+    let pending = resumed.pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].index, 1);
+    write_all(&resumed);
+    assert_eq!(TokenTable::open(&table_dir).unwrap().read(None).unwrap().tokens, rows.tokens);
+}
+
+#[test]
+fn another_checkpoint_is_refused_until_overwrite_and_mismatched_grids_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = prepared_bair(dir.path());
+    let table_dir = dir.path().join("tokens/t/train");
+    write_all(&TablePlan::new(&split, &table_dir, meta_for(&split, "aa"), 8, false).unwrap());
+
+    let err = TablePlan::new(&split, &table_dir, meta_for(&split, "bb"), 8, false).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("--overwrite") && msg.contains("another checkpoint"), "{msg}");
+    // Refusing kept the table.
+    assert_eq!(TokenTable::open(&table_dir).unwrap().meta().checkpoint_sha256, "aa");
+    let plan = TablePlan::new(&split, &table_dir, meta_for(&split, "bb"), 8, true).unwrap();
+    assert_eq!(plan.pending().len(), plan.parts().len());
+    write_all(&plan);
+    let table = TokenTable::open(&table_dir).unwrap();
+    assert_eq!(table.meta().checkpoint_sha256, "bb");
+
+    table
+        .check(&TokenExpectation { latent_grid: GRID, codebook_size: CODES })
+        .unwrap();
+    let msg = table
+        .check(&TokenExpectation { latent_grid: [8, 4, 4], codebook_size: 1024 })
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("[4, 4, 4]") && msg.contains("[8, 4, 4]") && msg.contains("1024"), "{msg}");
+}
+
+/// A clips table with labels (as UCF-101 has), next to the BAIR index.
+fn labelled_split(dir: &Path) -> (PathBuf, Vec<ClipRecord>) {
+    let bair = prepared_bair(dir);
+    let split = dir.join("labelled");
+    std::fs::create_dir_all(&split).unwrap();
+    std::fs::copy(bair.join("index.json"), split.join("index.json")).unwrap();
+    let records: Vec<ClipRecord> = (0..10)
+        .map(|i| ClipRecord {
+            clip_id: i,
+            shard: 0,
+            index_in_shard: i as u32,
+            video: i,
+            source: format!("v_{i}.avi"),
+            start_frame: 0,
+            label: Some((i % 3) as i32),
+            text: None,
+            actions: None,
+        })
+        .collect();
+    write_clips_table(&split.join("clips.parquet"), &records, None).unwrap();
+    (split, records)
+}
+
+#[test]
+fn label_filter_shuffled_batches_and_polars_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (split, records) = labelled_split(dir.path());
+    let table_dir = dir.path().join("tokens/t/labelled");
+    write_all(&TablePlan::new(&split, &table_dir, meta_for(&split, "cc"), 3, false).unwrap());
+    let table = TokenTable::open(&table_dir).unwrap();
+
+    let only = table.read(Some(&[1])).unwrap();
+    assert_eq!(only.clip_ids, vec![1, 4, 7]);
+    assert_eq!(only.labels.as_ref().unwrap(), &vec![Some(1); 3]);
+    assert_eq!(only.row(1), tokens_of(4).as_slice());
+
+    // Batches: each epoch visits every row once; the same seed, the same stream.
+    let rows = Arc::new(table.read(None).unwrap());
+    let stream = |seed| -> Vec<u64> {
+        TokenBatches::new(rows.clone(), 5, seed, 0)
+            .take(4)
+            .flat_map(|b| {
+                assert_eq!(b.tokens.len(), 5 * 64);
+                b.clip_ids
+            })
+            .collect()
+    };
+    let a = stream(9);
+    let mut epoch: Vec<u64> = a[..10].to_vec();
+    epoch.sort();
+    assert_eq!(epoch, (0..10).collect::<Vec<_>>());
+    assert_eq!(a, stream(9));
+    assert_ne!(a, stream(10));
+    // Resuming at sample 10 continues the same stream.
+    let resumed: Vec<u64> = TokenBatches::new(rows.clone(), 5, 9, 10).take(2).flat_map(|b| b.clip_ids).collect();
+    assert_eq!(resumed, a[10..]);
+
+    // Statistics from polars equal a direct count.
+    let stats = token_stats(&table, 5).unwrap();
+    let all: Vec<u16> = records.iter().flat_map(|r| tokens_of(r.clip_id)).collect();
+    let mut hist = vec![0u64; CODES];
+    for &t in &all {
+        hist[t as usize] += 1;
+    }
+    assert_eq!(stats.code_counts, hist);
+    assert_eq!(stats.tokens, 640);
+    assert_eq!(stats.clips, 10);
+    assert!((stats.entropy_bits - entropy_bits(hist.iter().copied())).abs() < 1e-12);
+    assert_eq!(stats.dead_codes, hist.iter().filter(|&&n| n == 0).count());
+    assert_eq!(stats.top_codes[0].count, *hist.iter().max().unwrap());
+    // Position 0's code is (clip * 7) % 11 over 10 clips: 10 distinct codes.
+    assert!((stats.entropy_per_position[0] - 10f64.log2()).abs() < 1e-9);
+    assert_eq!(stats.entropy_per_position.len(), 64);
+    assert_eq!(stats.entropy_per_time.len(), 4);
+    let labels = stats.per_label.unwrap();
+    assert_eq!(labels.iter().map(|l| (l.label, l.clips)).collect::<Vec<_>>(), vec![(0, 4), (1, 3), (2, 3)]);
+}
+
+#[test]
+fn entropy_of_a_known_histogram() {
+    assert!((entropy_bits([1u64, 1, 1, 1]) - 2.0).abs() < 1e-12);
+    assert!((entropy_bits([5u64, 0, 0]) - 0.0).abs() < 1e-12);
+    assert!((entropy_bits([1u64, 3]) - 0.811_278_124_459_132_8).abs() < 1e-12);
+}
