@@ -52,3 +52,14 @@ impl fmt::Display for BackendKind {
         })
     }
 }
+
+/// Runs `f` right after seeding `device`'s random generator, holding a
+/// process-wide lock, so that model initialisation and dropout masks depend
+/// on `seed` alone even when several trainings share a process (tests): the
+/// generator is global to the backend.
+pub fn with_seed<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    f()
+}

@@ -48,6 +48,22 @@ pub struct VqVaeRunConfig {
     pub data_variance: f64,
 }
 
+impl VqVaeRunConfig {
+    /// Refuses clips of `[T, H, W, C]` (from `split`) that the model was not
+    /// trained on.
+    pub fn check_clip_shape(&self, split: &Path, [t, h, w, c]: [usize; 4]) -> Result<()> {
+        if self.model.input_shape != [t, h, w] || self.model.channels != c {
+            return Err(ModelError::Config(format!(
+                "{}: clips are {t}x{h}x{w}x{c}, the model was trained on {:?}x{}",
+                split.display(),
+                self.model.input_shape,
+                self.model.channels
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
@@ -70,12 +86,26 @@ pub fn write_run_config(run: &Path, config: &VqVaeRunConfig) -> Result<()> {
     write_json(&run.join(CONFIG_FILE), config)
 }
 
-/// Saves a checkpoint and points `latest` at it; returns its folder.
+/// Saves a VQ-VAE checkpoint and points `latest` at it; returns its folder.
 pub fn save(
     run: &Path,
     config: &VqVaeRunConfig,
     state: &TrainState,
     model: &VqVae,
+    optimizer: &ModuleOptimizer,
+) -> Result<PathBuf> {
+    // `valid()` first: it settles BatchNorm's running statistics, which
+    // otherwise lag one update behind in the record.
+    save_module(run, config, state, model.valid(), optimizer)
+}
+
+/// Saves any module's checkpoint (weights, optimizer, state, config) under
+/// `run/checkpoints/step-NNNNNNNN` atomically and points `latest` at it.
+pub fn save_module<M: Module, C: Serialize>(
+    run: &Path,
+    config: &C,
+    state: &TrainState,
+    model: M,
     optimizer: &ModuleOptimizer,
 ) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
@@ -86,10 +116,7 @@ pub fn save(
         fs::remove_dir_all(&staging).at(&staging)?;
     }
     fs::create_dir_all(&staging).at(&staging)?;
-    // `valid()` first: it settles BatchNorm's running statistics, which
-    // otherwise lag one update behind in the record.
     let model_bytes = model
-        .valid()
         .into_record()
         .into_bytes()
         .map_err(|e| ModelError::format(&staging, format!("serialising the model: {e}")))?;
@@ -109,6 +136,13 @@ pub fn save(
     }
     write_bytes_atomic(&dir.join(LATEST_FILE), name.as_bytes()).at(&dir)?;
     Ok(final_dir)
+}
+
+/// A checkpoint's weights file as a module record.
+pub fn read_record(checkpoint: &Path) -> Result<ModuleRecord> {
+    let path = checkpoint.join(MODEL_FILE);
+    let bytes = fs::read(&path).at(&path)?;
+    ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| ModelError::format(&path, e.to_string()))
 }
 
 /// The newest complete checkpoint of a run, if any.
@@ -147,9 +181,7 @@ pub fn load_model(checkpoint: &Path, device: &Device) -> Result<(VqVae, VqVaeRun
     let config: VqVaeRunConfig = read_json(&checkpoint.join(CONFIG_FILE))?;
     let state: TrainState = read_json(&checkpoint.join(STATE_FILE))?;
     let path = checkpoint.join(MODEL_FILE);
-    let bytes = fs::read(&path).at(&path)?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| ModelError::format(&path, e.to_string()))?;
+    let record = read_record(checkpoint)?;
     let model = config
         .model
         .init(device)
@@ -164,4 +196,26 @@ pub fn load_optimizer(checkpoint: &Path, optimizer: ModuleOptimizer) -> Result<M
     optimizer
         .from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| ModelError::format(&path, e.to_string()))
+}
+
+/// Drops the lines of a `metrics.jsonl` logged after `step` (by a run killed
+/// after its last checkpoint), so a resumed run's log has no duplicates.
+pub fn truncate_metrics_after(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        write_bytes_atomic(path, kept.as_bytes()).at(path)?;
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ use crate::checkpoint::{self, TrainState, VqVaeRunConfig};
 use crate::data::{self, Batch, Loader};
 use crate::error::{IoContext, ModelError, Result};
 use crate::preview;
+use crate::schedule::{LrSchedule, learning_rate};
 use crate::vqvae::codebook::usage;
 use crate::vqvae::{VqVae, VqVaeConfig};
 
@@ -37,6 +38,11 @@ pub struct TrainOptions {
     pub batch_size: usize,
     pub steps: u64,
     pub learning_rate: f64,
+    /// Older runs have none: constant.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    #[serde(default)]
+    pub warmup_steps: u64,
     pub seed: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
@@ -52,6 +58,8 @@ impl TrainOptions {
             batch_size: 8,
             steps: 10_000,
             learning_rate: 3e-4,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
             seed: 0,
             checkpoint_every: 1000,
             log_every: 10,
@@ -75,6 +83,9 @@ pub struct StepMetrics {
     pub codes_used: usize,
     /// Codes restarted by this step's EMA update.
     pub restarted: usize,
+    /// The step's learning rate (absent in older logs).
+    #[serde(default)]
+    pub learning_rate: f64,
     pub seconds: f64,
 }
 
@@ -100,8 +111,7 @@ impl Trainer {
     /// A fresh model for `config` on the training device.
     pub fn new(config: VqVaeRunConfig) -> Self {
         let device = config.train.backend.training_device();
-        device.seed(config.train.seed);
-        let model = config.model.init(&device);
+        let model = crate::backend::with_seed(&device, config.train.seed, || config.model.init(&device));
         Self {
             model: Some(model),
             optimizer: AdamConfig::new().init(),
@@ -137,6 +147,12 @@ impl Trainer {
         &self.device
     }
 
+    /// The rate of 0-based `step` under the run's schedule.
+    pub fn learning_rate(&self, step: u64) -> f64 {
+        let t = &self.config.train;
+        learning_rate(t.learning_rate, t.lr_schedule, t.warmup_steps, step, t.steps)
+    }
+
     /// One optimiser step and one EMA codebook step on `batch`.
     pub fn step(&mut self, batch: &Batch) -> StepMetrics {
         let started = Instant::now();
@@ -156,7 +172,7 @@ impl Trainer {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let mut model = self
             .optimizer
-            .step(self.config.train.learning_rate, model, grads);
+            .step(self.learning_rate(step), model, grads);
         let indices_host = data::int_values(out.indices.clone());
         let (codebook, update) = model.codebook.ema_update(out.latents, out.indices, &mut rng);
         model.codebook = codebook;
@@ -176,6 +192,7 @@ impl Trainer {
             perplexity,
             codes_used,
             restarted: update.restarted,
+            learning_rate: self.learning_rate(step),
             seconds: started.elapsed().as_secs_f64(),
         }
     }
@@ -298,7 +315,7 @@ pub fn train_vqvae(
         4,
     );
     let metrics_path = run.join("metrics.jsonl");
-    truncate_metrics_after(&metrics_path, trainer.state.step)?;
+    checkpoint::truncate_metrics_after(&metrics_path, trainer.state.step)?;
     let mut metrics_file = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -362,25 +379,4 @@ pub fn train_vqvae(
         last,
         steps_per_second: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
-}
-
-/// Drops logged steps after `step` (from a run killed after its last
-/// checkpoint), so the log matches the resumed run.
-fn truncate_metrics_after(path: &Path, step: u64) -> Result<()> {
-    let Ok(text) = fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|line| {
-            serde_json::from_str::<StepMetrics>(line)
-                .map(|m| m.step <= step)
-                .unwrap_or(false)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    if kept.len() != text.len() {
-        videogpt_pipeline::atomic::write_bytes_atomic(path, kept.as_bytes()).at(path)?;
-    }
-    Ok(())
 }

@@ -37,7 +37,7 @@ fn metrics(run: &Path) -> Vec<StepMetrics> {
 }
 
 #[test]
-fn training_lowers_the_loss_and_resume_equals_an_uninterrupted_run() {
+fn training_lowers_the_loss_resumes_exactly_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     let clips = common::prepare_moving_mnist(dir.path(), 48, 8, 8);
     let config = VqVaeConfig::preset("tiny").unwrap();
@@ -92,18 +92,14 @@ fn training_lowers_the_loss_and_resume_equals_an_uninterrupted_run() {
     assert_eq!(report.clips, 8);
     assert!(report.nmse.is_finite() && report.nmse > 0.0 && report.nmse < 2.0, "{report:?}");
     assert!(report.codes_used >= 2, "{report:?}");
-}
 
-#[test]
-fn wrong_clip_shape_for_eval_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let clips = common::prepare_moving_mnist(dir.path(), 8, 4, 8);
-    let run = dir.path().join("run");
-    let config = VqVaeConfig::preset("tiny").unwrap();
-    train_vqvae(&run, config, options(&clips, 2), RunMode::Fresh, false).unwrap();
+    // Clips of another shape are refused, naming the shape and the split.
+    // (In this test, not a parallel one: flex splits its parallel reductions
+    // by how rayon's workers steal, so a training running beside another in
+    // the same process is not bit-reproducible; one at a time, it is.)
     let other = tempfile::tempdir().unwrap();
     let other_clips = common::prepare_moving_mnist(other.path(), 4, 4, 16);
-    let err = eval_vqvae(&run, &other_clips.join("test"), 4, None, BackendKind::Flex, false)
+    let err = eval_vqvae(&straight, &other_clips.join("test"), 4, None, BackendKind::Flex, false)
         .unwrap_err()
         .to_string();
     assert!(err.contains("16x64x64x1") && err.contains("test"), "{err}");
