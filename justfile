@@ -34,6 +34,26 @@ train-vqvae dataset *args: build
 eval-vqvae run *args: build
     {{vgpt}} eval-vqvae {{run}} {{args}}
 
+# Encode every clip into Parquet token tables: `just encode-latents moving-mnist [checkpoint-or-run] [--backend wgpu ...]`.
+encode-latents dataset *args: build
+    {{vgpt}} encode-latents {{dataset}} {{args}}
+
+# Token statistics (polars) of the newest token table, printed and written as <table>/<split>-stats.json.
+stats dataset *args: build
+    {{data}} stats {{dataset}} {{args}}
+
+# Train the GPT prior from token tables: `just train-prior moving-mnist [preset] [--steps N --condition class ...]`.
+train-prior dataset *args: build
+    {{vgpt}} train-prior {{dataset}} {{args}}
+
+# Sample videos from a prior run: `just sample runs/prior-moving-mnist-moving-mnist [--batch 8 --top-k 100 --seed 1]`.
+sample prior *args: build
+    {{vgpt}} sample {{prior}} {{args}}
+
+# What each code of a checkpoint decodes to, as a PNG grid.
+code-patches checkpoint out *args: build
+    {{vgpt}} code-patches {{checkpoint}} --out {{out}} {{args}}
+
 # Plot a run's loss, NMSE and codebook usage to runs/<run>/loss.png.
 plot-run run:
     .venv/bin/python notebooks/plot_metrics.py {{run}}
@@ -50,7 +70,8 @@ test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
     .venv/bin/python -m pytest -q notebooks/tests
 
-# Benchmarks (JSON under target/bench/): prepare throughput, VQ-VAE train steps.
+# Benchmarks (JSON under target/bench/): prepare throughput, token tables (size, read speed), VQ-VAE train steps.
 bench:
     {{cargo}} bench -p videogpt-pipeline --bench prepare
+    {{cargo}} bench -p videogpt-pipeline --bench tokens
     {{cargo}} bench -p videogpt-model --bench vqvae

@@ -14,9 +14,13 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod data;
+pub mod encode;
 pub mod error;
 pub mod eval;
+pub mod patches;
 pub mod preview;
+pub mod prior;
+pub mod schedule;
 pub mod train;
 pub mod vqvae;
 

@@ -77,14 +77,9 @@ pub fn write_grid_gif(
     shape: [usize; 4],
     fps: u16,
 ) -> io::Result<()> {
-    let rows = grid.len();
-    let cols = grid.iter().map(Vec::len).max().unwrap_or(0);
-    let scale = upscale(shape);
     let grey = shape[3] == 1;
     let delay = (100 / fps.max(1)).max(2); // hundredths of a second
-    let frames: Vec<(usize, usize, Vec<u8>)> = (0..shape[0])
-        .map(|t| canvas(rows, cols, shape, scale, |r, c| grid[r].get(c).map(|clip| (*clip, t))))
-        .collect();
+    let frames = grid_frames(grid, shape);
     let Some((w, h, _)) = frames.first() else {
         return Ok(());
     };
@@ -112,6 +107,53 @@ pub fn write_grid_gif(
         }
         Ok(())
     })
+}
+
+/// One RGB canvas per time step of a grid of clips playing side by side.
+fn grid_frames(grid: &[Vec<&[u8]>], shape: [usize; 4]) -> Vec<(usize, usize, Vec<u8>)> {
+    let rows = grid.len();
+    let cols = grid.iter().map(Vec::len).max().unwrap_or(0);
+    let scale = upscale(shape);
+    (0..shape[0])
+        .map(|t| canvas(rows, cols, shape, scale, |r, c| grid[r].get(c).map(|clip| (*clip, t))))
+        .collect()
+}
+
+/// The grid as an H.264 MP4 through the `ffmpeg` command line (frames
+/// piped raw; sizes padded to even; pixels kept sharp by a nearest-neighbour
+/// 2x upscale). Written to a temporary name, then renamed.
+pub fn write_grid_mp4(path: &Path, grid: &[Vec<&[u8]>], shape: [usize; 4], fps: u16) -> io::Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let frames = grid_frames(grid, shape);
+    let Some((w, h, _)) = frames.first() else {
+        return Ok(());
+    };
+    let tmp = videogpt_pipeline::atomic::temp_path(path);
+    let mut child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+        .args(["-s", &format!("{w}x{h}"), "-r", &fps.max(1).to_string(), "-i", "-"])
+        .args(["-vf", "scale=iw*2:ih*2:flags=neighbor,pad=ceil(iw/2)*2:ceil(ih/2)*2"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-f", "mp4"])
+        .arg(&tmp)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("running ffmpeg (is it installed? ./setup.sh installs it): {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    for (_, _, rgb) in &frames {
+        stdin.write_all(rgb)?;
+    }
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io::Error::other(format!(
+            "ffmpeg failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -1,18 +1,26 @@
 //! `vgpt`: train and evaluate VideoGPT models. Parses arguments and calls
 //! into the `videogpt_model` library; nothing else.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use videogpt_model::backend::BackendKind;
+use videogpt_model::encode::{EncodeOptions, encode_latents};
 use videogpt_model::eval::eval_vqvae;
+use videogpt_model::patches::write_code_patches;
+use videogpt_model::prior::generate::{GenerateOptions, generate};
+use videogpt_model::prior::sample::SampleOptions;
+use videogpt_model::prior::train::{Conditioning, PriorTrainOptions, train_prior};
+use videogpt_model::prior::{PRIOR_PRESETS, PriorConfig, TokenEmbedding};
+use videogpt_model::schedule::LrSchedule;
+use videogpt_pipeline::tokens::{TokenTable, find_table};
 use videogpt_model::train::{RunMode, TrainOptions, train_vqvae};
 use videogpt_model::vqvae::{PRESETS, VqVaeConfig};
 
 #[derive(Parser)]
-#[command(name = "vgpt", version, about = "VideoGPT: train and evaluate the VQ-VAE")]
+#[command(name = "vgpt", version, about = "VideoGPT: train the VQ-VAE, encode token tables, train the prior, sample")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +46,12 @@ enum Command {
         steps: u64,
         #[arg(long, default_value_t = 3e-4)]
         lr: f64,
+        /// Learning-rate schedule over --steps: constant (the reference) or cosine.
+        #[arg(long, default_value = "constant")]
+        lr_schedule: LrSchedule,
+        /// Linear warm-up steps.
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, default_value_t = 1000)]
@@ -53,6 +67,12 @@ enum Command {
         /// Drop axial attention from the residual blocks (the paper's ablation).
         #[arg(long)]
         no_attention: bool,
+        /// Override the preset's codebook size.
+        #[arg(long)]
+        codes: Option<usize>,
+        /// Override the preset's hidden width.
+        #[arg(long)]
+        hidden: Option<usize>,
         #[arg(long)]
         no_progress: bool,
     },
@@ -73,6 +93,123 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Train the GPT prior on a dataset's token tables.
+    TrainPrior {
+        dataset: String,
+        /// Architecture: bair, vizdoom, ucf101, tgif, moving-mnist, reference-bench, tiny
+        /// (default: the dataset's own).
+        preset: Option<String>,
+        #[arg(long, default_value = "datasets")]
+        root: PathBuf,
+        /// Token table name under <root>/<dataset>/tokens (default: the newest).
+        #[arg(long)]
+        table: Option<String>,
+        /// Run folder (default runs/prior-<dataset>-<preset>).
+        #[arg(long)]
+        run: Option<PathBuf>,
+        /// none, class (the `label` column) or action (the `actions` column).
+        #[arg(long, default_value = "none")]
+        condition: Conditioning,
+        /// Embed tokens with the VQ-VAE's frozen codebook (as the reference) instead of a learned table.
+        #[arg(long)]
+        codebook_embedding: bool,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 10_000)]
+        steps: u64,
+        #[arg(long, default_value_t = 3e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 200)]
+        warmup: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_every: u64,
+        #[arg(long, default_value_t = 10)]
+        log_every: u64,
+        #[arg(long, default_value_t = 500)]
+        eval_every: u64,
+        #[arg(long, default_value_t = 256)]
+        eval_clips: usize,
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Sample videos from a trained prior (KV cache), decode them with its VQ-VAE.
+    Sample {
+        /// Prior run or checkpoint folder.
+        prior: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        #[arg(long)]
+        top_k: Option<usize>,
+        #[arg(long)]
+        top_p: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Class of the samples (class-conditional priors).
+        #[arg(long)]
+        label: Option<i32>,
+        /// JSON file with the flattened T x D actions (action-conditional priors).
+        #[arg(long)]
+        actions: Option<PathBuf>,
+        /// VQ-VAE checkpoint (default: the one named in the token tables).
+        #[arg(long)]
+        vqvae: Option<PathBuf>,
+        /// Output folder (default <prior run>/samples/seed-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the MP4 (it needs the ffmpeg command).
+        #[arg(long)]
+        no_mp4: bool,
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Draw what each code decodes to (PNG, one tile per code).
+    CodePatches {
+        /// Checkpoint or run folder.
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Only the first N codes.
+        #[arg(long)]
+        codes: Option<usize>,
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Encode every clip of a dataset with a VQ-VAE checkpoint into token
+    /// tables under <root>/<dataset>/tokens/<run>-<step>/<split>.
+    EncodeLatents {
+        dataset: String,
+        /// Checkpoint or run folder (default: the newest runs/vqvae-<dataset>-*).
+        checkpoint: Option<PathBuf>,
+        #[arg(long, default_value = "datasets")]
+        root: PathBuf,
+        /// Splits to encode, comma-separated (default: every prepared split).
+        #[arg(long, value_delimiter = ',')]
+        splits: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Clips per Parquet part file.
+        #[arg(long, default_value_t = videogpt_pipeline::tokens::ROWS_PER_PART)]
+        rows_per_part: usize,
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        /// Replace a table of the same name written by other weights.
+        #[arg(long)]
+        overwrite: bool,
+        #[arg(long)]
+        no_progress: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,12 +226,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             batch_size,
             steps,
             lr,
+            lr_schedule,
+            warmup,
             seed,
             checkpoint_every,
             log_every,
             backend,
             resume,
             no_attention,
+            codes,
+            hidden,
             no_progress,
         } => {
             let preset = preset.unwrap_or_else(|| dataset.clone());
@@ -103,6 +244,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             if no_attention {
                 model = model.with_attention(false);
+            }
+            if let Some(codes) = codes {
+                model = model.with_codes(codes);
+            }
+            if let Some(hidden) = hidden {
+                model = model.with_hidden(hidden);
+            }
+            if let Err(e) = model.validate() {
+                bail!("invalid model settings: {e}");
             }
             if batch_size == 0 {
                 bail!("--batch-size must be at least 1");
@@ -125,6 +275,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 batch_size,
                 steps,
                 learning_rate: lr,
+                lr_schedule,
+                warmup_steps: warmup,
                 seed,
                 checkpoint_every,
                 log_every,
@@ -191,5 +343,216 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("report: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::TrainPrior {
+            dataset,
+            preset,
+            root,
+            table,
+            run,
+            condition,
+            codebook_embedding,
+            batch_size,
+            steps,
+            lr,
+            warmup,
+            seed,
+            checkpoint_every,
+            log_every,
+            eval_every,
+            eval_clips,
+            backend,
+            resume,
+            no_progress,
+        } => {
+            if batch_size == 0 {
+                bail!("--batch-size must be at least 1");
+            }
+            let preset = preset.unwrap_or_else(|| dataset.clone());
+            let table = find_table(&root.join(&dataset).join("tokens"), table.as_deref())?;
+            let train_table = TokenTable::open(&table.join("train"))?;
+            let meta = train_table.meta().clone();
+            let Some(mut model) = PriorConfig::preset(&preset, meta.latent_grid, meta.codebook_size) else {
+                bail!("unknown prior preset `{preset}`; expected one of {}", PRIOR_PRESETS.join(", "));
+            };
+            let rows = train_table.read(None)?;
+            match condition {
+                Conditioning::None => {}
+                Conditioning::Class => {
+                    let labels = rows.labels.as_ref().with_context(|| format!("{} has no label column", train_table.dir().display()))?;
+                    let max = labels.iter().flatten().max().copied().unwrap_or(-1);
+                    model = model.with_classes(Some((max + 1).max(1) as usize));
+                }
+                Conditioning::Action => {
+                    let actions = rows.actions.as_ref().with_context(|| format!("{} has no actions column", train_table.dir().display()))?;
+                    let width = actions.iter().flatten().map(Vec::len).max().unwrap_or(0);
+                    model = model.with_action_values(Some(width));
+                }
+            }
+            let mut codebook = None;
+            if codebook_embedding {
+                let device = backend.device();
+                let vq = videogpt_model::checkpoint::resolve(Path::new(&meta.checkpoint))?;
+                let (vqvae, _, _) = videogpt_model::checkpoint::load_model(&vq, &device)?;
+                let vectors = vqvae.codebook.embeddings();
+                model = model.with_embedding(TokenEmbedding::Codebook).with_codebook_dim(Some(vectors.dims()[1]));
+                codebook = Some(vectors);
+            }
+            let run = run.unwrap_or_else(|| PathBuf::from("runs").join(format!("prior-{dataset}-{preset}")));
+            let options = PriorTrainOptions {
+                conditioning: condition,
+                batch_size,
+                steps,
+                learning_rate: lr,
+                warmup_steps: warmup,
+                seed,
+                checkpoint_every,
+                log_every,
+                eval_every,
+                eval_clips,
+                backend,
+                ..PriorTrainOptions::new(table.clone(), &preset)
+            };
+            let summary = train_prior(&run, model, options, codebook, resume, !no_progress)?;
+            if let Some(m) = &summary.last {
+                println!("step {}: train {:.4} bits/dim", m.step, m.bits_per_dim);
+            }
+            println!("{:.2} steps/s", summary.steps_per_second);
+            println!("checkpoint: {}", summary.checkpoint.display());
+            println!("log: {}", summary.run.join("metrics.jsonl").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample {
+            prior,
+            batch,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            label,
+            actions,
+            vqvae,
+            out,
+            no_mp4,
+            backend,
+            no_progress,
+        } => {
+            let actions = match actions {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let values: Vec<f32> = serde_json::from_str(&text)
+                        .with_context(|| format!("{}: expected a JSON list of numbers", path.display()))?;
+                    Some(values)
+                }
+                None => None,
+            };
+            let out = out.unwrap_or_else(|| prior.join("samples").join(format!("seed-{seed}")));
+            let options = GenerateOptions {
+                batch,
+                sample: SampleOptions { temperature, top_k, top_p, seed },
+                label,
+                actions,
+                vqvae,
+                out,
+                mp4: !no_mp4,
+                backend,
+                progress: !no_progress,
+            };
+            let summary = generate(&prior, &options)?;
+            println!(
+                "{} samples, {} tokens in {:.1} s: {:.0} tokens/s",
+                summary.samples, summary.tokens, summary.sampling_seconds, summary.tokens_per_second
+            );
+            println!("png: {}", summary.png.display());
+            if let Some(mp4) = &summary.mp4 {
+                println!("mp4: {}", mp4.display());
+            }
+            println!("gif: {}", summary.gif.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CodePatches {
+            checkpoint,
+            out,
+            codes,
+            backend,
+            no_progress,
+        } => {
+            let [h, w] = write_code_patches(&checkpoint, &out, codes, backend, !no_progress)?;
+            println!("{h}x{w} patch per code: {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EncodeLatents {
+            dataset,
+            checkpoint,
+            root,
+            splits,
+            batch_size,
+            rows_per_part,
+            backend,
+            overwrite,
+            no_progress,
+        } => {
+            let checkpoint = match checkpoint {
+                Some(c) => c,
+                None => newest_run(Path::new("runs"), &format!("vqvae-{dataset}-"))?,
+            };
+            let dataset_dir = root.join(&dataset);
+            let options = EncodeOptions {
+                splits,
+                batch_size,
+                backend,
+                rows_per_part,
+                overwrite,
+                progress: !no_progress,
+            };
+            let started = std::time::Instant::now();
+            let summaries = encode_latents(
+                &checkpoint,
+                &dataset_dir.join("clips"),
+                &dataset_dir.join("tokens"),
+                &options,
+            )?;
+            for s in &summaries {
+                println!(
+                    "{}: {} clips ({} encoded now) in {} parts, {:.2} MB, {:.1} s -> {}",
+                    s.split,
+                    s.clips,
+                    s.encoded,
+                    s.parts,
+                    s.bytes as f64 / 1e6,
+                    s.seconds,
+                    s.table.display()
+                );
+            }
+            println!("done in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The run folder under `runs` named `<prefix>*` whose latest checkpoint is
+/// newest.
+fn newest_run(runs: &Path, prefix: &str) -> Result<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(runs).with_context(|| format!("reading {}", runs.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let latest = entry.path().join("checkpoints").join("latest");
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        if let Ok(t) = std::fs::metadata(&latest).and_then(|m| m.modified()) {
+            if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                best = Some((t, entry.path()));
+            }
+        }
+    }
+    match best {
+        Some((_, run)) => {
+            println!("checkpoint: newest run {}", run.display());
+            Ok(run)
+        }
+        None => bail!(
+            "no run {}/{prefix}* with checkpoints; train one with `just train-vqvae` or name the checkpoint",
+            runs.display()
+        ),
     }
 }

@@ -1,0 +1,62 @@
+//! One pre-LN transformer block: `x + attn(CLN(x))`, then `x + mlp(CLN(x))`
+//! with a 4x MLP and the reference's GELU (`x * sigmoid(1.702 x)`).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor};
+
+use super::attention::{CausalSelfAttention, KvCache};
+use super::norm::ConditionalLayerNorm;
+
+#[derive(Module, Debug)]
+pub struct Block {
+    norm_attention: ConditionalLayerNorm,
+    attention: CausalSelfAttention,
+    norm_mlp: ConditionalLayerNorm,
+    up: Linear,
+    down: Linear,
+    dropout: Dropout,
+}
+
+/// The reference's GELU approximation.
+pub fn gelu2<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clone() * sigmoid(x.mul_scalar(1.702))
+}
+
+impl Block {
+    pub fn new(
+        width: usize,
+        heads: usize,
+        dropout: f64,
+        attention_dropout: f64,
+        condition: Option<usize>,
+        device: &Device,
+    ) -> Self {
+        Self {
+            norm_attention: ConditionalLayerNorm::new(width, condition, device),
+            attention: CausalSelfAttention::new(width, heads, dropout, attention_dropout, device),
+            norm_mlp: ConditionalLayerNorm::new(width, condition, device),
+            up: LinearConfig::new(width, 4 * width).init(device),
+            down: LinearConfig::new(4 * width, width).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
+        self.dropout.forward(self.down.forward(gelu2(self.up.forward(x))))
+    }
+
+    pub fn forward(&self, x: Tensor<3>, condition: Option<&Tensor<2>>) -> Tensor<3> {
+        let x = x.clone() + self.attention.forward(self.norm_attention.forward(x, condition));
+        x.clone() + self.mlp(self.norm_mlp.forward(x, condition))
+    }
+
+    pub fn forward_cached(&self, x: Tensor<3>, condition: Option<&Tensor<2>>, cache: &mut KvCache) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .attention
+                .forward_cached(self.norm_attention.forward(x, condition), cache);
+        x.clone() + self.mlp(self.norm_mlp.forward(x, condition))
+    }
+}

@@ -1,0 +1,150 @@
+//! `sample`: videos from a trained prior. Samples token grids with the KV
+//! cache, decodes them with the VQ-VAE that made the prior's token tables
+//! (found from the table metadata and checked by its SHA-256), and writes a
+//! GIF, an MP4 (through FFmpeg) and a PNG frame grid.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Serialize;
+use videogpt_pipeline::shards::format::sha256_file;
+
+use super::Prior;
+use super::sample::{SampleOptions, sample};
+use super::train::{Conditioning, load_prior};
+use crate::backend::BackendKind;
+use crate::checkpoint;
+use crate::data;
+use crate::error::{IoContext, ModelError, Result};
+use crate::preview;
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub batch: usize,
+    pub sample: SampleOptions,
+    /// Class of every sample (class-conditional priors).
+    pub label: Option<i32>,
+    /// Flattened `[T * D]` actions of every sample (action-conditional priors).
+    pub actions: Option<Vec<f32>>,
+    /// The VQ-VAE checkpoint; default: the one named in the token tables.
+    pub vqvae: Option<PathBuf>,
+    pub out: PathBuf,
+    pub mp4: bool,
+    pub backend: BackendKind,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateSummary {
+    pub gif: PathBuf,
+    pub png: PathBuf,
+    pub mp4: Option<PathBuf>,
+    pub samples: usize,
+    pub tokens: usize,
+    pub sampling_seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Result<GenerateSummary> {
+    if options.batch == 0 {
+        return Err(ModelError::Config("--batch must be at least 1".into()));
+    }
+    let device = options.backend.device();
+    let checkpoint = checkpoint::resolve(prior_checkpoint_or_run)?;
+    let (prior, config, _) = load_prior(&checkpoint, &device)?;
+    let prior = prior.valid();
+    let vqvae_path = options
+        .vqvae
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&config.tokens.checkpoint));
+    let vqvae_path = checkpoint::resolve(&vqvae_path)?;
+    let sha = sha256_file(&vqvae_path.join(checkpoint::MODEL_FILE))?;
+    if sha != config.tokens.checkpoint_sha256 {
+        return Err(ModelError::format(
+            &vqvae_path,
+            format!(
+                "its weights (SHA-256 {sha}) are not the ones that made the prior's tokens ({})",
+                config.tokens.checkpoint_sha256
+            ),
+        ));
+    }
+    let (vqvae, vq_config, _) = checkpoint::load_model(&vqvae_path, &device)?;
+    let vqvae = vqvae.valid();
+
+    let b = options.batch;
+    let condition = match config.train.conditioning {
+        Conditioning::None => None,
+        Conditioning::Class => {
+            let label = options.label.ok_or_else(|| {
+                ModelError::Config("this prior is class-conditional: pass --label".into())
+            })?;
+            let classes = config.model.classes.unwrap_or(0) as i32;
+            if !(0..classes).contains(&label) {
+                return Err(ModelError::Config(format!("--label {label} is not in 0..{classes}")));
+            }
+            Prior::condition(&config.model, Some(&vec![label; b]), None, b, &device)
+        }
+        Conditioning::Action => {
+            let actions = options.actions.clone().ok_or_else(|| {
+                ModelError::Config("this prior is action-conditional: pass --actions FILE".into())
+            })?;
+            let want = config.model.action_values.unwrap_or(0);
+            if actions.len() != want {
+                return Err(ModelError::Config(format!(
+                    "--actions has {} values, the prior expects {want} (T x D)",
+                    actions.len()
+                )));
+            }
+            Prior::condition(&config.model, None, Some(&vec![actions; b]), b, &device)
+        }
+    };
+    let n = config.model.tokens();
+    let bar = videogpt_pipeline::progress::bar(n as u64, "tokens", options.progress);
+    let started = Instant::now();
+    let tokens = sample(&prior, n, b, condition.as_ref(), &options.sample, &device, |_| bar.inc(1));
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    let [t, h, w] = config.model.latent_grid;
+    let values: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
+    let grid = Tensor::<4, Int>::from_data(TensorData::new(values, [b, t, h, w]), &device);
+    let video = data::float_values(vqvae.decode(grid));
+    let [ct, ch, cw] = vq_config.model.input_shape;
+    let c = vq_config.model.channels;
+    let clips = data::clips_from_channels_first(&video, [b, c, ct, ch, cw]);
+    let shape = [ct, ch, cw, c];
+    std::fs::create_dir_all(&options.out).at(&options.out)?;
+    let refs: Vec<&[u8]> = clips.iter().map(|c| c.as_slice()).collect();
+    let columns = (b as f64).sqrt().ceil() as usize;
+    let grid: Vec<Vec<&[u8]>> = refs.chunks(columns).map(|r| r.to_vec()).collect();
+    let gif = options.out.join("samples.gif");
+    preview::write_grid_gif(&gif, &grid, shape, 8).at(&gif)?;
+    let png = options.out.join("samples.png");
+    preview::write_frame_grid_png(&png, &refs, shape).at(&png)?;
+    let mp4 = if options.mp4 {
+        let path = options.out.join("samples.mp4");
+        preview::write_grid_mp4(&path, &grid, shape, 8).at(&path)?;
+        Some(path)
+    } else {
+        None
+    };
+    let tokens_json = options.out.join("tokens.json");
+    let text = serde_json::to_vec(&serde_json::json!({
+        "latent_grid": config.model.latent_grid,
+        "sample": options.sample,
+        "tokens": tokens.chunks(n).collect::<Vec<_>>(),
+    }))
+    .expect("serialisable");
+    videogpt_pipeline::atomic::write_bytes_atomic(&tokens_json, &text).at(&tokens_json)?;
+    Ok(GenerateSummary {
+        gif,
+        png,
+        mp4,
+        samples: b,
+        tokens: b * n,
+        sampling_seconds: seconds,
+        tokens_per_second: (b * n) as f64 / seconds.max(1e-9),
+    })
+}

@@ -1,0 +1,383 @@
+//! `train-prior`: the GPT prior from token tables (never the clips). AdamW
+//! with warm-up, cosine decay and gradient clipping at 1; train and test
+//! bits/dim (cross-entropy / ln 2 per token) logged to metrics.jsonl;
+//! atomic checkpoints; `--resume` continues exactly: the batch stream
+//! depends only on (seed, sample counter) and the device RNG (dropout) is
+//! reseeded from (seed, step) before every step.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use videogpt_pipeline::rng::SplitMix64;
+use videogpt_pipeline::tokens::{TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, TokenTableMeta};
+
+use super::{Prior, PriorConfig};
+use crate::backend::BackendKind;
+use crate::checkpoint::{self, TrainState};
+use crate::error::{IoContext, ModelError, Result};
+use crate::schedule::{LrSchedule, learning_rate};
+
+/// What conditions the prior.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Conditioning {
+    #[default]
+    None,
+    /// The table's `label` column, one-hot.
+    Class,
+    /// The table's `actions` column, flattened.
+    Action,
+}
+
+impl std::str::FromStr for Conditioning {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "class" => Ok(Self::Class),
+            "action" => Ok(Self::Action),
+            o => Err(format!("unknown conditioning `{o}`; expected none, class or action")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PriorTrainOptions {
+    /// The table folder `datasets/<dataset>/tokens/<table>` (splits inside).
+    pub table: PathBuf,
+    pub train_split: String,
+    pub test_split: Option<String>,
+    pub preset: String,
+    pub conditioning: Conditioning,
+    pub batch_size: usize,
+    pub steps: u64,
+    pub learning_rate: f64,
+    pub lr_schedule: LrSchedule,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub gradient_clip: f64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    pub log_every: u64,
+    /// Test bits/dim every this many steps (and at the end).
+    pub eval_every: u64,
+    /// Test clips per evaluation (the first ones, in clip order).
+    pub eval_clips: usize,
+    pub backend: BackendKind,
+}
+
+impl PriorTrainOptions {
+    pub fn new(table: PathBuf, preset: &str) -> Self {
+        Self {
+            table,
+            train_split: "train".into(),
+            test_split: Some("test".into()),
+            preset: preset.into(),
+            conditioning: Conditioning::None,
+            batch_size: 8,
+            steps: 10_000,
+            learning_rate: 3e-4,
+            lr_schedule: LrSchedule::Cosine,
+            warmup_steps: 200,
+            weight_decay: 0.01,
+            gradient_clip: 1.0,
+            seed: 0,
+            checkpoint_every: 1000,
+            log_every: 10,
+            eval_every: 500,
+            eval_clips: 256,
+            backend: BackendKind::Flex,
+        }
+    }
+}
+
+/// Everything needed to rebuild the prior and check its tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PriorRunConfig {
+    pub model: PriorConfig,
+    pub train: PriorTrainOptions,
+    /// The train table's metadata (grid, codebook, VQ-VAE checkpoint hash).
+    pub tokens: TokenTableMeta,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PriorStepMetrics {
+    pub step: u64,
+    /// Train cross-entropy, bits per token.
+    pub bits_per_dim: f64,
+    pub learning_rate: f64,
+    /// Test bits/dim, on evaluation steps.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub test_bits_per_dim: Option<f64>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PriorTrainSummary {
+    pub run: PathBuf,
+    pub checkpoint: PathBuf,
+    pub step: u64,
+    pub last: Option<PriorStepMetrics>,
+    pub steps_per_second: f64,
+}
+
+/// Token batch -> `[b, n]` Int tensor and its condition.
+pub fn batch_tensors(
+    config: &PriorConfig,
+    conditioning: Conditioning,
+    batch: &TokenBatch,
+    device: &Device,
+) -> (Tensor<2, Int>, Option<Tensor<2>>) {
+    let b = batch.clip_ids.len();
+    let values: Vec<i64> = batch.tokens.iter().map(|&t| t as i64).collect();
+    let tokens = Tensor::from_data(TensorData::new(values, [b, batch.len]), device);
+    let condition = match conditioning {
+        Conditioning::None => None,
+        Conditioning::Class => {
+            let labels: Vec<i32> = batch
+                .labels
+                .as_ref()
+                .map(|l| l.iter().map(|x| x.unwrap_or(-1)).collect())
+                .unwrap_or_default();
+            Prior::condition(config, Some(&labels), None, b, device)
+        }
+        Conditioning::Action => {
+            let actions: Vec<Vec<f32>> = batch
+                .actions
+                .as_ref()
+                .map(|a| a.iter().map(|x| x.clone().unwrap_or_default()).collect())
+                .unwrap_or_default();
+            Prior::condition(config, None, Some(&actions), b, device)
+        }
+    };
+    (tokens, condition)
+}
+
+/// Loads a split's rows and checks them against the model.
+fn load_split(table: &Path, split: &str, config: &PriorConfig) -> Result<(TokenTable, TokenRows)> {
+    let t = TokenTable::open(&table.join(split))?;
+    t.check(&TokenExpectation {
+        latent_grid: config.latent_grid,
+        codebook_size: config.codes,
+    })?;
+    let rows = t.read(None)?;
+    if rows.rows() == 0 {
+        return Err(ModelError::format(t.dir(), "token table has no rows"));
+    }
+    Ok((t, rows))
+}
+
+/// Test bits/dim of `prior` (inference mode) on the first `clips` rows.
+pub fn test_bits_per_dim(
+    prior: &Prior,
+    config: &PriorRunConfig,
+    rows: &TokenRows,
+    clips: usize,
+    device: &Device,
+) -> f64 {
+    let n = rows.rows().min(clips.max(1));
+    let batch = config.train.batch_size;
+    let (mut total, mut count) = (0.0f64, 0usize);
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch).min(n);
+        let batch = TokenBatch {
+            tokens: rows.tokens[start * rows.len..end * rows.len].to_vec(),
+            len: rows.len,
+            clip_ids: rows.clip_ids[start..end].to_vec(),
+            labels: rows.labels.as_ref().map(|l| l[start..end].to_vec()),
+            actions: rows.actions.as_ref().map(|a| a[start..end].to_vec()),
+        };
+        let (tokens, condition) = batch_tensors(&config.model, config.train.conditioning, &batch, device);
+        let loss = prior.loss(tokens, condition.as_ref()).into_scalar::<f32>() as f64;
+        total += loss * (end - start) as f64;
+        count += end - start;
+        start = end;
+    }
+    total / count as f64 / std::f64::consts::LN_2
+}
+
+fn optimizer(options: &PriorTrainOptions) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(options.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(options.gradient_clip as f32)))
+        .init()
+}
+
+/// Loads a prior checkpoint on `device`.
+pub fn load_prior(checkpoint: &Path, device: &Device) -> Result<(Prior, PriorRunConfig, TrainState)> {
+    let config: PriorRunConfig = checkpoint::read_json(&checkpoint.join(checkpoint::CONFIG_FILE))?;
+    let state: TrainState = checkpoint::read_json(&checkpoint.join(checkpoint::STATE_FILE))?;
+    let record = checkpoint::read_record(checkpoint)?;
+    let path = checkpoint.join(checkpoint::MODEL_FILE);
+    let prior = config
+        .model
+        .init(None, device)
+        .try_load_record(record)
+        .map_err(|e| ModelError::format(&path, format!("does not fit the config beside it: {e}")))?;
+    Ok((prior, config, state))
+}
+
+/// Trains to `options.steps` in `run`. `codebook` is the VQ-VAE's codebook
+/// when the model embeds tokens with it.
+pub fn train_prior(
+    run: &Path,
+    model: PriorConfig,
+    options: PriorTrainOptions,
+    codebook: Option<Tensor<2>>,
+    resume: bool,
+    progress: bool,
+) -> Result<PriorTrainSummary> {
+    let device = options.backend.training_device();
+    let existing = checkpoint::latest(run)?;
+    let (mut prior, config, mut state, mut optim) = match (resume, existing.clone()) {
+        (false, Some(found)) => {
+            return Err(ModelError::Config(format!(
+                "{} already has checkpoints (latest {}); pass --resume to continue it or choose another --run",
+                run.display(),
+                found.display()
+            )));
+        }
+        (true, Some(found)) => {
+            let (prior, mut config, state) = load_prior(&found, &device)?;
+            if config.train.batch_size != options.batch_size || config.train.seed != options.seed {
+                return Err(ModelError::Config(format!(
+                    "--batch-size {} / --seed {} differ from the run's {} / {}; a resumed run keeps them",
+                    options.batch_size, options.seed, config.train.batch_size, config.train.seed
+                )));
+            }
+            config.train.steps = options.steps;
+            config.train.checkpoint_every = options.checkpoint_every;
+            config.train.log_every = options.log_every;
+            config.train.eval_every = options.eval_every;
+            let optim = checkpoint::load_optimizer(&found, optimizer(&config.train))?;
+            (prior, config, state, optim)
+        }
+        (_, None) => {
+            model.validate().map_err(|e| ModelError::Config(format!("prior preset {}: {e}", options.preset)))?;
+            // Refuse mismatched tables before anything is written.
+            let table = TokenTable::open(&options.table.join(&options.train_split))?;
+            table.check(&TokenExpectation {
+                latent_grid: model.latent_grid,
+                codebook_size: model.codes,
+            })?;
+            let tokens = table.meta().clone();
+            let config = PriorRunConfig {
+                model: model.clone(),
+                train: options.clone(),
+                tokens,
+            };
+            fs::create_dir_all(run).at(run)?;
+            let text = serde_json::to_vec_pretty(&config).expect("serialisable");
+            videogpt_pipeline::atomic::write_bytes_atomic(&run.join(checkpoint::CONFIG_FILE), &text)
+                .at(run)?;
+            let prior = crate::backend::with_seed(&device, options.seed, || model.init(codebook, &device));
+            (prior, config, TrainState { step: 0, samples_seen: 0 }, optimizer(&options))
+        }
+    };
+
+    let (_, train_rows) = load_split(&config.train.table, &config.train.train_split, &config.model)?;
+    let test_rows = match &config.train.test_split {
+        Some(split) if config.train.table.join(split).join("table.json").is_file() => {
+            Some(load_split(&config.train.table, split, &config.model)?.1)
+        }
+        _ => None,
+    };
+    let mut batches = TokenBatches::new(
+        Arc::new(train_rows),
+        config.train.batch_size,
+        config.train.seed,
+        state.samples_seen,
+    );
+    let metrics_path = run.join("metrics.jsonl");
+    checkpoint::truncate_metrics_after(&metrics_path, state.step)?;
+    let mut metrics_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .at(&metrics_path)?;
+    let total = config.train.steps;
+    let bar = videogpt_pipeline::progress::bar(total, "steps", progress);
+    bar.set_position(state.step);
+    let started = Instant::now();
+    let first_step = state.step;
+    let mut last = None;
+    let mut last_checkpoint = existing;
+    let plain = options.backend.device();
+    while state.step < total {
+        let step_started = Instant::now();
+        let step = state.step;
+        let batch = batches.next().expect("endless");
+        let (tokens, condition) = batch_tensors(&config.model, config.train.conditioning, &batch, &device);
+        // Dropout masks depend on (seed, step) only, so resume is exact.
+        let dropout_seed = SplitMix64::for_item(config.train.seed, "prior-dropout", step).next_u64();
+        let loss = crate::backend::with_seed(&device, dropout_seed, || prior.loss(tokens, condition.as_ref()));
+        let grads = GradientsParams::from_grads(loss.backward(), &prior);
+        let lr = learning_rate(
+            config.train.learning_rate,
+            config.train.lr_schedule,
+            config.train.warmup_steps,
+            step,
+            total,
+        );
+        prior = optim.step(lr, prior, grads);
+        state.step += 1;
+        state.samples_seen = batches.samples_seen();
+        let bits = loss.into_scalar::<f32>() as f64 / std::f64::consts::LN_2;
+        let eval_now = config.train.eval_every > 0
+            && (state.step % config.train.eval_every == 0 || state.step == total);
+        let test = match (&test_rows, eval_now) {
+            (Some(rows), true) => Some(test_bits_per_dim(
+                &prior.valid(),
+                &config,
+                rows,
+                config.train.eval_clips,
+                &plain,
+            )),
+            _ => None,
+        };
+        let m = PriorStepMetrics {
+            step: state.step,
+            bits_per_dim: bits,
+            learning_rate: lr,
+            test_bits_per_dim: test,
+            seconds: step_started.elapsed().as_secs_f64(),
+        };
+        bar.inc(1);
+        if state.step % config.train.log_every.max(1) == 0 || state.step == total || test.is_some() {
+            writeln!(metrics_file, "{}", serde_json::to_string(&m).expect("serialisable")).at(&metrics_path)?;
+            let rate = (state.step - first_step) as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "bits/dim {bits:.3}{} | {rate:.2} steps/s",
+                test.map(|t| format!(" test {t:.3}")).unwrap_or_default()
+            ));
+        }
+        if state.step % config.train.checkpoint_every.max(1) == 0 || state.step == total {
+            metrics_file.sync_data().at(&metrics_path)?;
+            let dir = checkpoint::save_module(run, &config, &state, prior.valid(), &optim)?;
+            tracing::info!(step = state.step, checkpoint = %dir.display(), "checkpoint");
+            last_checkpoint = Some(dir);
+        }
+        last = Some(m);
+    }
+    bar.finish();
+    let checkpoint = match last_checkpoint {
+        Some(c) => c,
+        None => checkpoint::save_module(run, &config, &state, prior.valid(), &optim)?,
+    };
+    Ok(PriorTrainSummary {
+        run: run.to_owned(),
+        checkpoint,
+        step: state.step,
+        last,
+        steps_per_second: (state.step - first_step) as f64 / started.elapsed().as_secs_f64().max(1e-9),
+    })
+}
