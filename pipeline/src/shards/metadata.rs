@@ -180,6 +180,19 @@ fn actions_column(records: &[ClipRecord], dim: usize) -> arrow::error::Result<(F
     ))
 }
 
+/// Row `i` of an `actions` column (`[T * D]` values), `None` when null.
+pub fn actions_row(actions: &ListArray, i: usize) -> Option<Vec<f32>> {
+    actions.is_valid(i).then(|| {
+        actions
+            .value(i)
+            .as_fixed_size_list()
+            .values()
+            .as_primitive::<Float32Type>()
+            .values()
+            .to_vec()
+    })
+}
+
 /// Reads clips.parquet back into records (all columns, all rows).
 pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
     let file = File::open(path).at(path)?;
@@ -235,14 +248,7 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
             .column_by_name("actions")
             .and_then(|c| c.as_list_opt::<i32>());
         for i in 0..batch.num_rows() {
-            let actions = actions.filter(|a| a.is_valid(i)).map(|a| {
-                let vectors = a.value(i);
-                let values = vectors
-                    .as_fixed_size_list()
-                    .values()
-                    .as_primitive::<Float32Type>();
-                values.values().to_vec()
-            });
+            let actions = actions.and_then(|a| actions_row(a, i));
             out.push(ClipRecord {
                 clip_id: clip_id.value(i),
                 shard: shard.value(i),

@@ -105,6 +105,19 @@ impl TokenTableMeta {
     }
 }
 
+/// Row count and table metadata from a part file's footer.
+pub fn read_footer(path: &Path) -> Result<(u64, TokenTableMeta)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(path).at(path)?;
+    let reader = SerializedFileReader::new(file).map_err(|e| PipelineError::Parquet {
+        path: path.into(),
+        source: e,
+    })?;
+    let meta = reader.metadata().file_metadata();
+    let table = TokenTableMeta::from_key_values(path, meta.key_value_metadata())?;
+    Ok((meta.num_rows() as u64, table))
+}
+
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, key: &str, value: &str) -> Result<T> {
     serde_json::from_str(value).map_err(|e| {
         PipelineError::format(path, format!("metadata `{KEY}{key}` = {value:?}: {e}"))

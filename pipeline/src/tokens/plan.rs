@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::meta::{PartEntry, TABLE_FILE, TableManifest, TokenTableMeta};
+use super::meta::{PartEntry, TABLE_FILE, TableManifest, TokenTableMeta, read_footer};
 use super::writer::write_token_part;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::shards::index::CLIPS_TABLE_FILE;
@@ -104,7 +104,7 @@ impl TablePlan {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"));
-            if is_part && footer(&path).map(|(_, m)| m).as_ref() != Some(&self.meta) {
+            if is_part && read_footer(&path).ok().map(|(_, m)| m).as_ref() != Some(&self.meta) {
                 foreign.push(path);
             }
         }
@@ -145,8 +145,8 @@ impl TablePlan {
 
     /// Whether `part` is on disk, complete, from this checkpoint.
     pub fn is_done(&self, part: &PartPlan) -> bool {
-        footer(&self.dir.join(part.file_name()))
-            .is_some_and(|(rows, meta)| rows == part.rows as u64 && meta == self.meta)
+        read_footer(&self.dir.join(part.file_name()))
+            .is_ok_and(|(rows, meta)| rows == part.rows as u64 && meta == self.meta)
     }
 
     /// The parts still to write.
@@ -185,13 +185,4 @@ impl TablePlan {
         manifest.write(&self.dir)?;
         Ok(manifest)
     }
-}
-
-/// Row count and metadata of a part file, or `None` when it is unreadable.
-fn footer(path: &Path) -> Option<(u64, TokenTableMeta)> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
-    let meta = reader.metadata().file_metadata();
-    let table = TokenTableMeta::from_key_values(path, meta.key_value_metadata()).ok()?;
-    Some((meta.num_rows() as u64, table))
 }

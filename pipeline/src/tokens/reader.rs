@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Float32Type, Int32Type, UInt16Type, UInt64Type};
+use arrow::datatypes::{Int32Type, UInt16Type, UInt64Type};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::meta::{TableManifest, TokenTableMeta};
+use super::meta::{TableManifest, TokenTableMeta, read_footer};
 use crate::error::{IoContext, PipelineError, Result};
+use crate::shards::metadata::actions_row;
 use crate::shuffle::ShuffledOrder;
 
 /// One split's complete token table.
@@ -63,15 +64,7 @@ impl TokenTable {
         let manifest = TableManifest::read(dir)?;
         for part in &manifest.parts {
             let path = dir.join(&part.file);
-            let file = File::open(&path).at(&path)?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-                PipelineError::Parquet {
-                    path: path.clone(),
-                    source: e,
-                }
-            })?;
-            let file_meta = builder.metadata().file_metadata();
-            let meta = TokenTableMeta::from_key_values(&path, file_meta.key_value_metadata())?;
+            let (rows, meta) = read_footer(&path)?;
             if meta != manifest.meta {
                 return Err(PipelineError::format(
                     &path,
@@ -81,10 +74,10 @@ impl TokenTable {
                     ),
                 ));
             }
-            if file_meta.num_rows() as u64 != part.rows {
+            if rows != part.rows {
                 return Err(PipelineError::format(
                     &path,
-                    format!("{} rows, table.json says {}", file_meta.num_rows(), part.rows),
+                    format!("{rows} rows, table.json says {}", part.rows),
                 ));
             }
         }
@@ -217,15 +210,7 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
                 out.labels.get_or_insert_with(Vec::new).push(label_of(i));
             }
             if let Some(a) = actions {
-                let row = a.is_valid(i).then(|| {
-                    a.value(i)
-                        .as_fixed_size_list()
-                        .values()
-                        .as_primitive::<Float32Type>()
-                        .values()
-                        .to_vec()
-                });
-                out.actions.get_or_insert_with(Vec::new).push(row);
+                out.actions.get_or_insert_with(Vec::new).push(actions_row(a, i));
             }
         }
     }
