@@ -5,6 +5,10 @@ set positional-arguments := false
 cargo := "cargo"
 data := "target/release/vgpt-data"
 vgpt := "target/release/vgpt"
+# The demo's scale (see `demo`).
+demo_train := "4000"
+demo_vqvae_steps := "1200"
+demo_prior_steps := "600"
 
 # List the recipes.
 default:
@@ -58,20 +62,27 @@ code-patches checkpoint out *args: build
 plot-run run:
     .venv/bin/python notebooks/plot_metrics.py {{run}}
 
-# The whole chain at laptop scale. For now: Moving MNIST shards from real MNIST digits, verified.
+# The whole chain on Moving MNIST at laptop scale (about 15 minutes on 2 CPU cores): prepare clips
+# from real MNIST digits, train the tiny VQ-VAE, encode token tables, token statistics, train the
+# prior, sample. Everything lands in datasets/demo/ and runs/demo/; a rerun continues where it stopped.
 demo: build
-    {{data}} prepare moving-mnist
-    {{data}} verify moving-mnist
-    {{data}} info moving-mnist
-    @echo "clip shards: datasets/moving-mnist/clips/ (read them in notebooks/clip_shards.ipynb)"
+    {{data}} prepare moving-mnist --root datasets/demo --seq-len 8 --train-sequences {{demo_train}} --test-sequences 500
+    {{vgpt}} train-vqvae moving-mnist tiny --root datasets/demo --run runs/demo/vqvae --resume --steps {{demo_vqvae_steps}} --batch-size 4 --lr 3e-3 --lr-schedule cosine --warmup 50 --checkpoint-every 200
+    {{vgpt}} eval-vqvae runs/demo/vqvae
+    {{vgpt}} encode-latents moving-mnist runs/demo/vqvae --root datasets/demo
+    {{data}} stats moving-mnist --root datasets/demo
+    {{vgpt}} train-prior moving-mnist moving-mnist --root datasets/demo --run runs/demo/prior --resume --steps {{demo_prior_steps}} --batch-size 8 --lr 1e-3 --warmup 50 --eval-every 100 --eval-clips 128 --checkpoint-every 100
+    {{vgpt}} sample runs/demo/prior --batch 4 --seed 0 --out runs/demo/samples
+    @echo "demo sample: runs/demo/samples/samples.gif"
 
 # Run every test: Rust unit and end-to-end tests, then the notebooks and Python readers.
 test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
     .venv/bin/python -m pytest -q notebooks/tests
 
-# Benchmarks (JSON under target/bench/): prepare throughput, token tables (size, read speed), VQ-VAE train steps.
+# Benchmarks (JSON under target/bench/): prepare throughput, token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling.
 bench:
-    {{cargo}} bench -p videogpt-pipeline --bench prepare
-    {{cargo}} bench -p videogpt-pipeline --bench tokens
-    {{cargo}} bench -p videogpt-model --bench vqvae
+    {{cargo}} bench --workspace --bench prepare
+    {{cargo}} bench --workspace --bench tokens
+    {{cargo}} bench --workspace --bench vqvae
+    {{cargo}} bench --workspace --bench prior

@@ -30,6 +30,10 @@ pub struct EncodeOptions {
     pub rows_per_part: usize,
     /// Replace a table folder written by another checkpoint.
     pub overwrite: bool,
+    /// Keep the first this many frames of every clip in a `frames` column
+    /// (for frame-conditioned priors); 0: none. Such a table gets its own
+    /// folder (`<table name>-context-K`).
+    pub context_frames: usize,
     pub progress: bool,
 }
 
@@ -41,6 +45,7 @@ impl Default for EncodeOptions {
             backend: BackendKind::Flex,
             rows_per_part: videogpt_pipeline::tokens::ROWS_PER_PART,
             overwrite: false,
+            context_frames: 0,
             progress: true,
         }
     }
@@ -90,7 +95,11 @@ pub fn encode_latents(
     let (model, config, _) = checkpoint::load_model(&checkpoint, &device)?;
     let model = model.valid();
     let sha = sha256_file(&checkpoint.join(MODEL_FILE))?;
-    let table = tokens_root.join(table_name(&checkpoint));
+    let mut name = table_name(&checkpoint);
+    if options.context_frames > 0 {
+        name.push_str(&format!("-context-{}", options.context_frames));
+    }
+    let table = tokens_root.join(name);
 
     let splits = if options.splits.is_empty() {
         prepared_splits(clips_root)?
@@ -109,6 +118,14 @@ pub fn encode_latents(
         let split_dir = clips_root.join(&split);
         let index = ClipIndex::read(&split_dir)?;
         config.check_clip_shape(&split_dir, index.clip_shape)?;
+        if options.context_frames >= index.clip_shape[0] {
+            return Err(ModelError::Config(format!(
+                "--context-frames {} must be fewer than the {} frames of a clip in {}",
+                options.context_frames,
+                index.clip_shape[0],
+                split_dir.display()
+            )));
+        }
         let meta = TokenTableMeta {
             dataset: index.dataset.clone(),
             split: split.clone(),
@@ -118,6 +135,7 @@ pub fn encode_latents(
             checkpoint: checkpoint.display().to_string(),
             clip_shape: index.clip_shape,
             preprocessing: index.preprocessing.clone(),
+            context_frames: options.context_frames,
         };
         let out_dir = table.join(&split);
         let plan = TablePlan::new(&split_dir, &out_dir, meta, options.rows_per_part, options.overwrite)?;
@@ -128,14 +146,21 @@ pub fn encode_latents(
         bar.set_message(format!("{split}: encoding"));
         for part in &pending {
             let mut tokens: Vec<u16> = Vec::with_capacity(part.rows * plan.meta().tokens_per_clip());
+            let mut frames: Vec<u8> = Vec::with_capacity(part.rows * plan.meta().context_len());
             let ids: Vec<u64> = part.clip_ids().collect();
             for chunk in ids.chunks(options.batch_size) {
                 let batch = data::read_batch(&shards, chunk)?;
+                if options.context_frames > 0 {
+                    for clip in data::clips_from_channels_first(&batch.data, batch.shape) {
+                        frames.extend_from_slice(&clip[..plan.meta().context_len()]);
+                    }
+                }
                 let codes = data::int_values(model.encode(batch.tensor(&device)));
                 tokens.extend(codes.into_iter().map(|c| c as u16));
                 bar.inc(chunk.len() as u64);
             }
-            plan.write(part, &tokens)?;
+            let frames = (options.context_frames > 0).then_some(frames.as_slice());
+            plan.write(part, &tokens, frames)?;
         }
         bar.finish_and_clear();
         let manifest = plan.finish()?;

@@ -11,7 +11,9 @@ use burn::module::Module;
 use videogpt_model::backend::BackendKind;
 use videogpt_model::checkpoint;
 use videogpt_model::encode::{EncodeOptions, encode_latents};
-use videogpt_model::prior::PriorConfig;
+use videogpt_model::prior::context::FrameEncoderConfig;
+use videogpt_model::prior::train::Conditioning;
+use videogpt_model::prior::{Condition, PriorConfig};
 use videogpt_model::prior::generate::{GenerateOptions, generate};
 use videogpt_model::prior::sample::SampleOptions;
 use videogpt_model::prior::train::{PriorStepMetrics, PriorTrainOptions, load_prior, train_prior};
@@ -35,6 +37,9 @@ fn tables(dir: &Path) -> PathBuf {
     let tokens = dir.join("tokens");
     let encode = EncodeOptions { progress: false, ..EncodeOptions::default() };
     encode_latents(&run, &clips, &tokens, &encode).unwrap();
+    // The same tokens plus each clip's first frame, in a table of its own.
+    let with_frames = EncodeOptions { context_frames: 1, ..encode };
+    encode_latents(&run, &clips, &tokens, &with_frames).unwrap();
     tokens.join("vqvae-step-00000006")
 }
 
@@ -102,6 +107,8 @@ fn prior_learns_resumes_exactly_and_samples_video() {
                 sample: SampleOptions { top_k: Some(50), seed: 1, ..Default::default() },
                 label: None,
                 actions: None,
+                context_clip: None,
+                context_split: "test".into(),
                 vqvae: None,
                 out: out.to_path_buf(),
                 mp4,
@@ -136,9 +143,59 @@ fn prior_learns_resumes_exactly_and_samples_video() {
     let (p2, _, _) = load_prior(&latest, &device).unwrap();
     let x = burn::tensor::Tensor::<2, burn::tensor::Int>::zeros([1, 1024], &device);
     assert_eq!(
-        videogpt_model::data::float_values(p1.valid().forward(x.clone(), None)),
-        videogpt_model::data::float_values(p2.valid().forward(x, None))
+        videogpt_model::data::float_values(p1.valid().forward(x.clone(), &Condition::default())),
+        videogpt_model::data::float_values(p2.valid().forward(x, &Condition::default()))
     );
+
+    // Frame conditioning: the table with frames trains a prior whose
+    // cross-attention reads the first frame, and samples follow the
+    // frames of the test clips.
+    let framed = table.with_file_name("vqvae-step-00000006-context-1");
+    let framed_meta = TokenTable::open(&framed.join("train")).unwrap().meta().clone();
+    assert_eq!(framed_meta.context_frames, 1);
+    let context = FrameEncoderConfig::new(framed_meta.context_shape().unwrap()).with_width(16).with_blocks_per_stage(1);
+    let frames_options = |table: &Path| PriorTrainOptions {
+        conditioning: Conditioning::Frames,
+        ..options(table, 6)
+    };
+    let refused = train_prior(
+        &dir.path().join("runs/prior-no-frames"),
+        config.clone().with_context(Some(context.clone())),
+        frames_options(&table),
+        None,
+        false,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("--context-frames"), "{refused}");
+    let framed_run = dir.path().join("runs/prior-frames");
+    train_prior(&framed_run, config.clone().with_context(Some(context)), frames_options(&framed), None, false, false).unwrap();
+    let f = log(&framed_run);
+    assert_eq!(f.len(), 6);
+    assert!(f[5].bits_per_dim < f[0].bits_per_dim, "{} -> {}", f[0].bits_per_dim, f[5].bits_per_dim);
+    assert!(f[5].test_bits_per_dim.is_some());
+    let framed_out = dir.path().join("framed-samples");
+    let summary = generate(
+        &framed_run,
+        &GenerateOptions {
+            batch: 2,
+            sample: SampleOptions { seed: 2, ..Default::default() },
+            label: None,
+            actions: None,
+            context_clip: None,
+            context_split: "test".into(),
+            vqvae: None,
+            out: framed_out.clone(),
+            mp4: false,
+            backend: BackendKind::Flex,
+            progress: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.samples, 2);
+    let saved = read_tokens(&framed_out);
+    assert_eq!(saved["context_clips"].as_array().unwrap().len(), 2);
 
     // A prior built for another grid refuses the tables, naming both.
     let other = PriorConfig::preset("tiny", [8, 16, 16], meta.codebook_size).unwrap();

@@ -107,6 +107,7 @@ fn synthetic_table(dir: &Path) -> PathBuf {
             "fps": null, "seed": 0, "value_range": "synthetic"
         }))
         .unwrap(),
+        context_frames: 0,
     };
     let table = dir.join("table/train");
     let plan = TablePlan::new(&split, &table, meta, 4096, false).unwrap();
@@ -118,7 +119,7 @@ fn synthetic_table(dir: &Path) -> PathBuf {
                 cdf.partition_point(|&c| c < u).min(codes - 1) as u16
             })
             .collect();
-        plan.write(&part, &tokens).unwrap();
+        plan.write(&part, &tokens, None).unwrap();
     }
     plan.finish().unwrap();
     table

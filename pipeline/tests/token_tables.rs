@@ -43,6 +43,7 @@ fn meta_for(split_dir: &Path, sha: &str) -> TokenTableMeta {
         checkpoint: "runs/test/checkpoints/step-00000001".into(),
         clip_shape: index.clip_shape,
         preprocessing: index.preprocessing,
+        context_frames: 0,
     }
 }
 
@@ -58,7 +59,7 @@ fn write_all(plan: &TablePlan) -> usize {
     let pending = plan.pending();
     for part in &pending {
         let tokens: Vec<u16> = part.clip_ids().flat_map(tokens_of).collect();
-        plan.write(part, &tokens).unwrap();
+        plan.write(part, &tokens, None).unwrap();
     }
     plan.finish().unwrap();
     pending.len()
@@ -106,6 +107,44 @@ fn tokens_and_actions_round_trip_and_reruns_write_nothing() {
     assert_eq!(pending[0].index, 1);
     write_all(&resumed);
     assert_eq!(TokenTable::open(&table_dir).unwrap().read(None).unwrap().tokens, rows.tokens);
+}
+
+#[test]
+fn context_frames_round_trip_in_their_own_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = prepared_bair(dir.path());
+    let clips = read_clips_table(&split.join("clips.parquet")).unwrap();
+    let table_dir = dir.path().join("tokens/t-context-1/train");
+    let meta = TokenTableMeta { context_frames: 1, ..meta_for(&split, "dd") };
+    let frame_len = meta.context_len();
+    let [_, h, w, c] = meta.clip_shape;
+    assert_eq!(frame_len, h * w * c);
+    let frame_of = |clip: u64| -> Vec<u8> { (0..frame_len).map(|i| ((i as u64 * 31 + clip * 7) % 251) as u8).collect() };
+    let plan = TablePlan::new(&split, &table_dir, meta.clone(), 4, false).unwrap();
+    for part in plan.pending() {
+        let tokens: Vec<u16> = part.clip_ids().flat_map(tokens_of).collect();
+        let frames: Vec<u8> = part.clip_ids().flat_map(frame_of).collect();
+        // The wrong number of frame bytes is refused, naming the file.
+        let err = plan.write(&part, &tokens, Some(&frames[1..])).unwrap_err().to_string();
+        assert!(err.contains("context-frame bytes") && err.contains("part-"), "{err}");
+        plan.write(&part, &tokens, Some(&frames)).unwrap();
+    }
+    plan.finish().unwrap();
+
+    let table = TokenTable::open(&table_dir).unwrap();
+    assert_eq!(table.meta().context_frames, 1);
+    assert_eq!(table.meta().context_shape(), Some([1, h, w, c]));
+    let rows = table.read(None).unwrap();
+    assert_eq!(rows.frame_len, frame_len);
+    for (i, clip) in clips.iter().enumerate() {
+        assert_eq!(rows.frames_of(i).unwrap(), frame_of(clip.clip_id).as_slice());
+        assert_eq!(rows.row(i), tokens_of(clip.clip_id).as_slice());
+    }
+    let batch = TokenBatches::new(Arc::new(rows), 3, 1, 0).next().unwrap();
+    let frames = batch.frames.unwrap();
+    for (k, id) in batch.clip_ids.iter().enumerate() {
+        assert_eq!(&frames[k * frame_len..(k + 1) * frame_len], frame_of(*id).as_slice());
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use videogpt_model::eval::eval_vqvae;
 use videogpt_model::patches::write_code_patches;
 use videogpt_model::prior::generate::{GenerateOptions, generate};
 use videogpt_model::prior::sample::SampleOptions;
+use videogpt_model::prior::context::FrameEncoderConfig;
 use videogpt_model::prior::train::{Conditioning, PriorTrainOptions, train_prior};
 use videogpt_model::prior::{PRIOR_PRESETS, PriorConfig, TokenEmbedding};
 use videogpt_model::schedule::LrSchedule;
@@ -107,9 +108,14 @@ enum Command {
         /// Run folder (default runs/prior-<dataset>-<preset>).
         #[arg(long)]
         run: Option<PathBuf>,
-        /// none, class (the `label` column) or action (the `actions` column).
+        /// none, class (the `label` column), action (the `actions` column) or
+        /// frames (the `frames` column: `encode-latents --context-frames K`).
         #[arg(long, default_value = "none")]
         condition: Conditioning,
+        /// Width of the frame encoder (--condition frames; default 240 as
+        /// the reference, 64 for the tiny and moving-mnist presets).
+        #[arg(long)]
+        frame_width: Option<usize>,
         /// Embed tokens with the VQ-VAE's frozen codebook (as the reference) instead of a learned table.
         #[arg(long)]
         codebook_embedding: bool,
@@ -158,6 +164,13 @@ enum Command {
         /// JSON file with the flattened T x D actions (action-conditional priors).
         #[arg(long)]
         actions: Option<PathBuf>,
+        /// Frame-conditioned priors: take the conditioning frames of this clip
+        /// id of the token table's --context-split (default: the split's first
+        /// `--batch` clips, one per sample).
+        #[arg(long)]
+        context_clip: Option<u64>,
+        #[arg(long, default_value = "test")]
+        context_split: String,
         /// VQ-VAE checkpoint (default: the one named in the token tables).
         #[arg(long)]
         vqvae: Option<PathBuf>,
@@ -207,6 +220,10 @@ enum Command {
         /// Replace a table of the same name written by other weights.
         #[arg(long)]
         overwrite: bool,
+        /// Also keep the first K frames of every clip (a `frames` column) for
+        /// frame-conditioned priors; the table is named `<...>-context-K`.
+        #[arg(long, default_value_t = 0)]
+        context_frames: usize,
         #[arg(long)]
         no_progress: bool,
     },
@@ -350,6 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             table,
             run,
             condition,
+            frame_width,
             codebook_embedding,
             batch_size,
             steps,
@@ -386,6 +404,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let actions = rows.actions.as_ref().with_context(|| format!("{} has no actions column", train_table.dir().display()))?;
                     let width = actions.iter().flatten().map(Vec::len).max().unwrap_or(0);
                     model = model.with_action_values(Some(width));
+                }
+                Conditioning::Frames => {
+                    let shape = meta.context_shape().with_context(|| {
+                        format!(
+                            "{} has no conditioning frames; run `just encode-latents {dataset} --context-frames 1` and pass its --table",
+                            train_table.dir().display()
+                        )
+                    })?;
+                    let small = matches!(preset.as_str(), "tiny" | "moving-mnist");
+                    let width = frame_width.unwrap_or(if small { 64 } else { 240 });
+                    model = model.with_context(Some(FrameEncoderConfig::new(shape).with_width(width)));
                 }
             }
             let mut codebook = None;
@@ -430,6 +459,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             label,
             actions,
+            context_clip,
+            context_split,
             vqvae,
             out,
             no_mp4,
@@ -451,6 +482,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 sample: SampleOptions { temperature, top_k, top_p, seed },
                 label,
                 actions,
+                context_clip,
+                context_split,
                 vqvae,
                 out,
                 mp4: !no_mp4,
@@ -489,6 +522,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rows_per_part,
             backend,
             overwrite,
+            context_frames,
             no_progress,
         } => {
             let checkpoint = match checkpoint {
@@ -502,6 +536,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 backend,
                 rows_per_part,
                 overwrite,
+                context_frames,
                 progress: !no_progress,
             };
             let started = std::time::Instant::now();

@@ -15,11 +15,14 @@ pub struct CausalSelfAttention {
     heads: usize,
 }
 
-/// Keys and values of the positions decoded so far, `[b, heads, n, d]`.
+/// Keys and values of the positions decoded so far, `[b, heads, n, d]`,
+/// and (frame-conditioned priors) the cross-attention keys and values of
+/// the frame memory, computed once.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     keys: Option<Tensor<4>>,
     values: Option<Tensor<4>>,
+    pub(crate) cross: Option<[Tensor<4>; 2]>,
 }
 
 impl KvCache {

@@ -11,9 +11,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 use videogpt_pipeline::shards::format::sha256_file;
 
-use super::Prior;
+use super::context::frames_tensor;
 use super::sample::{SampleOptions, sample};
-use super::train::{Conditioning, load_prior};
+use super::train::{Conditioning, PriorRunConfig, load_prior};
+use super::{Condition, Prior};
 use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data;
@@ -28,6 +29,10 @@ pub struct GenerateOptions {
     pub label: Option<i32>,
     /// Flattened `[T * D]` actions of every sample (action-conditional priors).
     pub actions: Option<Vec<f32>>,
+    /// Frame-conditioned priors: the clip of `context_split` whose frames
+    /// condition every sample; `None`: the split's first `batch` clips.
+    pub context_clip: Option<u64>,
+    pub context_split: String,
     /// The VQ-VAE checkpoint; default: the one named in the token tables.
     pub vqvae: Option<PathBuf>,
     pub out: PathBuf,
@@ -74,8 +79,8 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     let vqvae = vqvae.valid();
 
     let b = options.batch;
-    let condition = match config.train.conditioning {
-        Conditioning::None => None,
+    let vector = match config.train.conditioning {
+        Conditioning::None | Conditioning::Frames => None,
         Conditioning::Class => {
             let label = options.label.ok_or_else(|| {
                 ModelError::Config("this prior is class-conditional: pass --label".into())
@@ -100,10 +105,20 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
             Prior::condition(&config.model, None, Some(&vec![actions; b]), b, &device)
         }
     };
+    let mut context_clips = None;
+    let frames = match (&config.model.context, config.train.conditioning) {
+        (Some(context), Conditioning::Frames) => {
+            let (ids, bytes) = context_frames(&config, options)?;
+            context_clips = Some(ids);
+            Some(frames_tensor(&bytes, b, context.shape, &device))
+        }
+        _ => None,
+    };
+    let condition = Condition { vector, frames };
     let n = config.model.tokens();
     let bar = videogpt_pipeline::progress::bar(n as u64, "tokens", options.progress);
     let started = Instant::now();
-    let tokens = sample(&prior, n, b, condition.as_ref(), &options.sample, &device, |_| bar.inc(1));
+    let tokens = sample(&prior, n, b, &condition, &options.sample, &device, |_| bar.inc(1));
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
@@ -134,6 +149,7 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     let text = serde_json::to_vec(&serde_json::json!({
         "latent_grid": config.model.latent_grid,
         "sample": options.sample,
+        "context_clips": context_clips,
         "tokens": tokens.chunks(n).collect::<Vec<_>>(),
     }))
     .expect("serialisable");
@@ -147,4 +163,26 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
         sampling_seconds: seconds,
         tokens_per_second: (b * n) as f64 / seconds.max(1e-9),
     })
+}
+
+/// The conditioning frames of `batch` samples from the prior's token table
+/// (split `context_split`): the clip `context_clip` for all, or the split's
+/// first clips, one per sample. Returns the clip ids and the frame bytes.
+fn context_frames(config: &PriorRunConfig, options: &GenerateOptions) -> Result<(Vec<u64>, Vec<u8>)> {
+    let dir = config.train.table.join(&options.context_split);
+    let rows = videogpt_pipeline::tokens::TokenTable::open(&dir)?.read(None)?;
+    if rows.frames.is_none() || rows.rows() == 0 {
+        return Err(ModelError::format(&dir, "holds no conditioning frames for this frame-conditioned prior"));
+    }
+    let picks: Vec<usize> = match options.context_clip {
+        Some(id) => {
+            let row = rows.clip_ids.iter().position(|&c| c == id).ok_or_else(|| {
+                ModelError::Config(format!("--context-clip {id} is not a clip of {}", dir.display()))
+            })?;
+            vec![row; options.batch]
+        }
+        None => (0..options.batch).map(|i| i % rows.rows()).collect(),
+    };
+    let batch = rows.pick(&picks);
+    Ok((batch.clip_ids, batch.frames.expect("checked")))
 }

@@ -3,14 +3,16 @@
 //! tokens, learned per-axis position embeddings broadcast over the grid, a
 //! learned start token (the input is shifted right by one), dropout and
 //! attention dropout, conditional LayerNorm for class and action
-//! conditioning, and a zero-initialised output head.
+//! conditioning, a 3D ResNet frame encoder read by cross-attention in every
+//! block for frame conditioning, and a zero-initialised output head.
 //!
 //! Token inputs are embedded either by a learned table, or as the reference
 //! does by the VQ-VAE's frozen codebook vectors through a bias-free linear.
 
 pub mod attention;
-pub mod generate;
 pub mod block;
+pub mod context;
+pub mod generate;
 pub mod norm;
 pub mod sample;
 pub mod train;
@@ -24,6 +26,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::vqvae::attention::BroadcastPositionEmbedding;
 use attention::KvCache;
 use block::Block;
+use context::{FrameEncoder, FrameEncoderConfig};
 use norm::ConditionalLayerNorm;
 
 /// How tokens enter the transformer.
@@ -64,6 +67,34 @@ pub struct PriorConfig {
     /// Action-conditional: action values per clip (`T * D`, flattened).
     #[config(default = "None")]
     pub action_values: Option<usize>,
+    /// Frame-conditional: the encoder of the first `k` frames, read by
+    /// cross-attention in every block.
+    #[config(default = "None")]
+    pub context: Option<FrameEncoderConfig>,
+}
+
+/// What a batch is conditioned on.
+#[derive(Debug, Clone, Default)]
+pub struct Condition {
+    /// One-hot class and/or flattened actions `[b, width]` (conditional LayerNorm).
+    pub vector: Option<Tensor<2>>,
+    /// The first `k` frames `[b, C, k, H, W]` in `[-0.5, 0.5]` (cross-attention).
+    pub frames: Option<Tensor<5>>,
+}
+
+impl Condition {
+    pub fn vector(vector: Option<Tensor<2>>) -> Self {
+        Self { vector, frames: None }
+    }
+}
+
+/// A condition with the frames already through the frame encoder: what
+/// one sampling step needs (the memory is encoded once per sample).
+#[derive(Debug, Clone, Default)]
+pub struct EncodedCondition {
+    pub vector: Option<Tensor<2>>,
+    /// `[b, m, width]`.
+    pub memory: Option<Tensor<3>>,
 }
 
 pub const PRIOR_PRESETS: &[&str] = &["bair", "vizdoom", "ucf101", "tgif", "moving-mnist", "reference-bench", "tiny"];
@@ -108,6 +139,9 @@ impl PriorConfig {
         if self.embedding == TokenEmbedding::Codebook && self.codebook_dim.is_none() {
             return Err("codebook embedding needs codebook_dim".into());
         }
+        if let Some(context) = &self.context {
+            context.validate()?;
+        }
         Ok(())
     }
 
@@ -139,8 +173,19 @@ impl PriorConfig {
             start: Initializer::Normal { mean: 0.0, std: 0.02 }.init([self.hidden], device),
             position: BroadcastPositionEmbedding::new(self.latent_grid, self.hidden, device),
             dropout: DropoutConfig::new(self.dropout).init(),
+            frames: self.context.as_ref().map(|c| c.init(device)),
             blocks: (0..self.layers)
-                .map(|_| Block::new(self.hidden, self.heads, self.dropout, self.attention_dropout, condition, device))
+                .map(|_| {
+                    Block::new(
+                        self.hidden,
+                        self.heads,
+                        self.dropout,
+                        self.attention_dropout,
+                        condition,
+                        self.context.as_ref().map(|c| c.width),
+                        device,
+                    )
+                })
                 .collect(),
             norm_out: ConditionalLayerNorm::new(self.hidden, condition, device),
             head: LinearConfig::new(self.hidden, self.codes)
@@ -160,6 +205,8 @@ pub struct Prior {
     start: Param<Tensor<1>>,
     position: BroadcastPositionEmbedding,
     dropout: Dropout,
+    /// Frame-conditioned priors: the encoder of the conditioning frames.
+    frames: Option<FrameEncoder>,
     blocks: Vec<Block>,
     norm_out: ConditionalLayerNorm,
     head: Linear,
@@ -195,9 +242,26 @@ impl Prior {
         self.start.val().reshape([1, 1, hidden]).expand([batch, 1, hidden])
     }
 
+    /// Runs the conditioning frames (if any) through the frame encoder.
+    /// Panics when the prior is frame-conditioned and `condition` has no
+    /// frames (callers check: the training and sampling commands do).
+    pub fn encode_condition(&self, condition: &Condition) -> EncodedCondition {
+        let memory = match (&self.frames, &condition.frames) {
+            (Some(encoder), Some(frames)) => Some(encoder.forward(frames.clone())),
+            (Some(_), None) => panic!("a frame-conditioned prior needs conditioning frames"),
+            (None, _) => None,
+        };
+        EncodedCondition {
+            vector: condition.vector.clone(),
+            memory,
+        }
+    }
+
     /// Logits `[b, n, codes]`; position `i` predicts token `i` from the
     /// tokens before it.
-    pub fn forward(&self, tokens: Tensor<2, Int>, condition: Option<&Tensor<2>>) -> Tensor<3> {
+    pub fn forward(&self, tokens: Tensor<2, Int>, condition: &Condition) -> Tensor<3> {
+        let encoded = self.encode_condition(condition);
+        let (memory, condition) = (encoded.memory.as_ref(), encoded.vector.as_ref());
         let [b, n] = tokens.dims();
         let embedded = self.embed(tokens);
         let mut x = if n > 1 {
@@ -208,13 +272,13 @@ impl Prior {
         x = x + self.positions().narrow(0, 0, n).unsqueeze_dim::<3>(0);
         x = self.dropout.forward(x);
         for block in &self.blocks {
-            x = block.forward(x, condition);
+            x = block.forward(x, condition, memory);
         }
         self.head.forward(self.norm_out.forward(x, condition))
     }
 
     /// Mean cross-entropy in nats per token.
-    pub fn loss(&self, tokens: Tensor<2, Int>, condition: Option<&Tensor<2>>) -> Tensor<1> {
+    pub fn loss(&self, tokens: Tensor<2, Int>, condition: &Condition) -> Tensor<1> {
         let [b, n] = tokens.dims();
         let logits = self.forward(tokens.clone(), condition);
         let codes = logits.dims()[2];
@@ -235,17 +299,18 @@ impl Prior {
         &self,
         previous: Option<Tensor<2, Int>>,
         batch: usize,
-        condition: Option<&Tensor<2>>,
+        condition: &EncodedCondition,
         caches: &mut [KvCache],
     ) -> Tensor<2> {
+        let (memory, condition) = (condition.memory.as_ref(), condition.vector.as_ref());
         let i = caches.first().map_or(0, |c| c.len());
         let x = match previous {
             Some(tokens) => self.embed(tokens),
             None => self.start(batch),
         };
-        let mut x = x + self.positions().narrow(0, i, 1).unsqueeze_dim::<3>(0);
+        let mut x = x + self.position.row(i).unsqueeze_dim::<3>(0);
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
-            x = block.forward_cached(x, condition, cache);
+            x = block.forward_cached(x, condition, memory, cache);
         }
         let logits = self.head.forward(self.norm_out.forward(x, condition));
         let codes = logits.dims()[2];
@@ -308,12 +373,12 @@ mod tests {
         let (config, prior) = tiny(&device);
         let n = config.tokens();
         let base: Vec<i64> = (0..n as i64).map(|i| (i * 5) % 16).collect();
-        let cond = Prior::condition(&config, Some(&[2]), None, 1, &device);
-        let a = data::float_values(prior.forward(tokens(base.clone(), 1, &device), cond.as_ref()));
+        let cond = Condition::vector(Prior::condition(&config, Some(&[2]), None, 1, &device));
+        let a = data::float_values(prior.forward(tokens(base.clone(), 1, &device), &cond));
         for j in [0, 7, n - 1] {
             let mut changed = base.clone();
             changed[j] = (changed[j] + 3) % 16;
-            let b = data::float_values(prior.forward(tokens(changed, 1, &device), cond.as_ref()));
+            let b = data::float_values(prior.forward(tokens(changed, 1, &device), &cond));
             let codes = config.codes;
             for pos in 0..n {
                 let same = a[pos * codes..(pos + 1) * codes] == b[pos * codes..(pos + 1) * codes];
@@ -332,19 +397,56 @@ mod tests {
         let (config, prior) = tiny(&device);
         let n = config.tokens();
         let values: Vec<i64> = (0..2 * n as i64).map(|i| (i * 7 + 3) % 16).collect();
-        let cond = Prior::condition(&config, Some(&[0, 1]), None, 2, &device);
-        let full = prior.forward(tokens(values.clone(), 2, &device), cond.as_ref());
+        let cond = Condition::vector(Prior::condition(&config, Some(&[0, 1]), None, 2, &device));
+        let full = prior.forward(tokens(values.clone(), 2, &device), &cond);
+        let cond = prior.encode_condition(&cond);
         let mut caches = prior.empty_caches();
         let mut steps = Vec::new();
         for i in 0..n {
             let previous = (i > 0).then(|| {
                 tokens(vec![values[i - 1], values[n + i - 1]], 2, &device)
             });
-            steps.push(prior.step(previous, 2, cond.as_ref(), &mut caches).unsqueeze_dim::<3>(1));
+            steps.push(prior.step(previous, 2, &cond, &mut caches).unsqueeze_dim::<3>(1));
         }
         let cached = Tensor::cat(steps, 1);
         full.into_data()
             .assert_approx_eq::<f32>(&cached.into_data(), Tolerance::absolute(1e-4));
+    }
+
+    #[test]
+    fn frame_conditioned_prior_reads_the_frames_and_caches_them() {
+        let device = Device::flex();
+        let config = PriorConfig::preset("tiny", [2, 2, 3], 16)
+            .unwrap()
+            .with_dropout(0.0)
+            .with_attention_dropout(0.0)
+            .with_context(Some(FrameEncoderConfig::new([1, 8, 8, 1]).with_width(12).with_blocks_per_stage(1)));
+        let mut prior = config.init(None, &device);
+        prior.head = LinearConfig::new(config.hidden, config.codes).with_bias(false).init(&device);
+        let n = config.tokens();
+        let values: Vec<i64> = (0..2 * n as i64).map(|i| (i * 5 + 1) % 16).collect();
+        let frames = Tensor::<5>::random([2, 1, 1, 8, 8], Distribution::Default, &device);
+        let cond = Condition { vector: None, frames: Some(frames.clone()) };
+        let full = prior.forward(tokens(values.clone(), 2, &device), &cond);
+
+        // Other frames, other logits (already at position 0).
+        let other = Condition { vector: None, frames: Some(frames.clone().neg()) };
+        let changed = prior.forward(tokens(values.clone(), 2, &device), &other);
+        assert_ne!(
+            data::float_values(full.clone().narrow(1, 0, 1)),
+            data::float_values(changed.narrow(1, 0, 1))
+        );
+
+        // The cached path (memory encoded once) equals the full pass.
+        let encoded = prior.encode_condition(&cond);
+        let mut caches = prior.empty_caches();
+        let mut steps = Vec::new();
+        for i in 0..n {
+            let previous = (i > 0).then(|| tokens(vec![values[i - 1], values[n + i - 1]], 2, &device));
+            steps.push(prior.step(previous, 2, &encoded, &mut caches).unsqueeze_dim::<3>(1));
+        }
+        full.into_data()
+            .assert_approx_eq::<f32>(&Tensor::cat(steps, 1).into_data(), Tolerance::absolute(1e-4));
     }
 
     #[test]
@@ -384,13 +486,13 @@ mod tests {
         let device = Device::flex();
         let (config, prior) = tiny(&device);
         let input = tokens((0..config.tokens() as i64).map(|i| i % 16).collect(), 1, &device);
-        let cond = Prior::condition(&config, Some(&[1]), None, 1, &device);
-        let before = data::float_values(prior.forward(input.clone(), cond.as_ref()));
+        let cond = Condition::vector(Prior::condition(&config, Some(&[1]), None, 1, &device));
+        let before = data::float_values(prior.forward(input.clone(), &cond));
         let bytes = prior.clone().into_record().into_bytes().unwrap();
         let loaded = config
             .init(None, &device)
             .load_record(ModuleRecord::from_bytes(bytes).unwrap());
-        assert_eq!(before, data::float_values(loaded.forward(input, cond.as_ref())));
+        assert_eq!(before, data::float_values(loaded.forward(input, &cond)));
     }
 
     #[test]
@@ -404,7 +506,7 @@ mod tests {
         let prior = config.init(Some(codebook.clone()), &device);
         let stored = prior.codebook.as_ref().unwrap().val();
         stored.into_data().assert_eq(&codebook.into_data(), true);
-        let logits = prior.forward(tokens(vec![1, 2, 3, 4, 5, 6, 7, 8], 1, &device), None);
+        let logits = prior.forward(tokens(vec![1, 2, 3, 4, 5, 6, 7, 8], 1, &device), &Condition::default());
         assert_eq!(logits.dims(), [1, 8, 16]);
     }
 }

@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use videogpt_pipeline::rng::SplitMix64;
 
-use super::Prior;
+use super::{Condition, Prior};
 use crate::data;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -73,17 +73,19 @@ pub fn sample(
     prior: &Prior,
     tokens_per_sample: usize,
     batch: usize,
-    condition: Option<&Tensor<2>>,
+    condition: &Condition,
     options: &SampleOptions,
     device: &Device,
     mut on_token: impl FnMut(usize),
 ) -> Vec<u16> {
     let mut rng = SplitMix64::for_item(options.seed, "prior-sample", 0);
+    // Conditioning frames go through the encoder once per sample.
+    let condition = prior.encode_condition(condition);
     let mut caches = prior.empty_caches();
     let mut out = vec![0u16; batch * tokens_per_sample];
     let mut previous: Option<Tensor<2, Int>> = None;
     for i in 0..tokens_per_sample {
-        let logits = data::float_values(prior.step(previous.take(), batch, condition, &mut caches));
+        let logits = data::float_values(prior.step(previous.take(), batch, &condition, &mut caches));
         let codes = logits.len() / batch;
         let next: Vec<i64> = (0..batch)
             .map(|row| draw(&logits[row * codes..(row + 1) * codes], options, &mut rng) as i64)

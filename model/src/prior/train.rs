@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use videogpt_pipeline::rng::SplitMix64;
 use videogpt_pipeline::tokens::{TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, TokenTableMeta};
 
-use super::{Prior, PriorConfig};
+use super::context::frames_tensor;
+use super::{Condition, Prior, PriorConfig};
 use crate::backend::BackendKind;
 use crate::checkpoint::{self, TrainState};
 use crate::error::{IoContext, ModelError, Result};
@@ -35,6 +36,9 @@ pub enum Conditioning {
     Class,
     /// The table's `actions` column, flattened.
     Action,
+    /// The table's `frames` column (the first k frames of every clip,
+    /// `encode-latents --context-frames K`): frame encoder + cross-attention.
+    Frames,
 }
 
 impl std::str::FromStr for Conditioning {
@@ -44,7 +48,8 @@ impl std::str::FromStr for Conditioning {
             "none" => Ok(Self::None),
             "class" => Ok(Self::Class),
             "action" => Ok(Self::Action),
-            o => Err(format!("unknown conditioning `{o}`; expected none, class or action")),
+            "frames" => Ok(Self::Frames),
+            o => Err(format!("unknown conditioning `{o}`; expected none, class, action or frames")),
         }
     }
 }
@@ -135,12 +140,12 @@ pub fn batch_tensors(
     conditioning: Conditioning,
     batch: &TokenBatch,
     device: &Device,
-) -> (Tensor<2, Int>, Option<Tensor<2>>) {
+) -> (Tensor<2, Int>, Condition) {
     let b = batch.clip_ids.len();
     let values: Vec<i64> = batch.tokens.iter().map(|&t| t as i64).collect();
     let tokens = Tensor::from_data(TensorData::new(values, [b, batch.len]), device);
-    let condition = match conditioning {
-        Conditioning::None => None,
+    let vector = match conditioning {
+        Conditioning::None | Conditioning::Frames => None,
         Conditioning::Class => {
             let labels: Vec<i32> = batch
                 .labels
@@ -158,7 +163,34 @@ pub fn batch_tensors(
             Prior::condition(config, None, Some(&actions), b, device)
         }
     };
-    (tokens, condition)
+    let frames = match (conditioning, &config.context, &batch.frames) {
+        (Conditioning::Frames, Some(context), Some(bytes)) => Some(frames_tensor(bytes, b, context.shape, device)),
+        (Conditioning::Frames, _, _) => panic!("frame conditioning needs a frame encoder and a table with frames"),
+        _ => None,
+    };
+    (tokens, Condition { vector, frames })
+}
+
+/// Refuses a conditioning the table or model cannot give: frames without a
+/// `frames` column or without a frame encoder of the same shape.
+pub fn check_conditioning(model: &PriorConfig, conditioning: Conditioning, meta: &TokenTableMeta, table: &Path) -> Result<()> {
+    if conditioning != Conditioning::Frames {
+        return Ok(());
+    }
+    let Some(shape) = meta.context_shape() else {
+        return Err(ModelError::format(
+            table,
+            "has no conditioning frames; encode with `encode-latents --context-frames K` for --condition frames",
+        ));
+    };
+    match &model.context {
+        Some(c) if c.shape == shape => Ok(()),
+        other => Err(ModelError::Config(format!(
+            "the prior's frame encoder expects frames {:?}, the table at {} holds {shape:?}",
+            other.as_ref().map(|c| c.shape),
+            table.display()
+        ))),
+    }
 }
 
 /// Loads a split's rows and checks them against the model.
@@ -189,15 +221,9 @@ pub fn test_bits_per_dim(
     let mut start = 0;
     while start < n {
         let end = (start + batch).min(n);
-        let batch = TokenBatch {
-            tokens: rows.tokens[start * rows.len..end * rows.len].to_vec(),
-            len: rows.len,
-            clip_ids: rows.clip_ids[start..end].to_vec(),
-            labels: rows.labels.as_ref().map(|l| l[start..end].to_vec()),
-            actions: rows.actions.as_ref().map(|a| a[start..end].to_vec()),
-        };
+        let batch = rows.batch(start, end);
         let (tokens, condition) = batch_tensors(&config.model, config.train.conditioning, &batch, device);
-        let loss = prior.loss(tokens, condition.as_ref()).into_scalar::<f32>() as f64;
+        let loss = prior.loss(tokens, &condition).into_scalar::<f32>() as f64;
         total += loss * (end - start) as f64;
         count += end - start;
         start = end;
@@ -205,7 +231,7 @@ pub fn test_bits_per_dim(
     total / count as f64 / std::f64::consts::LN_2
 }
 
-fn optimizer(options: &PriorTrainOptions) -> ModuleOptimizer {
+pub fn optimizer(options: &PriorTrainOptions) -> ModuleOptimizer {
     AdamWConfig::new()
         .with_weight_decay(options.weight_decay as f32)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(options.gradient_clip as f32)))
@@ -269,6 +295,7 @@ pub fn train_prior(
                 latent_grid: model.latent_grid,
                 codebook_size: model.codes,
             })?;
+            check_conditioning(&model, options.conditioning, table.meta(), table.dir())?;
             let tokens = table.meta().clone();
             let config = PriorRunConfig {
                 model: model.clone(),
@@ -319,7 +346,7 @@ pub fn train_prior(
         let (tokens, condition) = batch_tensors(&config.model, config.train.conditioning, &batch, &device);
         // Dropout masks depend on (seed, step) only, so resume is exact.
         let dropout_seed = SplitMix64::for_item(config.train.seed, "prior-dropout", step).next_u64();
-        let loss = crate::backend::with_seed(&device, dropout_seed, || prior.loss(tokens, condition.as_ref()));
+        let loss = crate::backend::with_seed(&device, dropout_seed, || prior.loss(tokens, &condition));
         let grads = GradientsParams::from_grads(loss.backward(), &prior);
         let lr = learning_rate(
             config.train.learning_rate,

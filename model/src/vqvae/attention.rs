@@ -110,6 +110,22 @@ impl BroadcastPositionEmbedding {
         }
     }
 
+    /// `[1, c]`: the row of `table()` at raster position `index`, without
+    /// building the table (one sampling step needs one row).
+    pub fn row(&self, index: usize) -> Tensor<2> {
+        let [h, _] = self.h.dims();
+        let [w, _] = self.w.dims();
+        let (t, rest) = (index / (h * w), index % (h * w));
+        Tensor::cat(
+            vec![
+                self.t.val().narrow(0, t, 1),
+                self.h.val().narrow(0, rest / w, 1),
+                self.w.val().narrow(0, rest % w, 1),
+            ],
+            1,
+        )
+    }
+
     /// `[t, h, w, c]`, to add to a `[b, t, h, w, c]` tensor.
     pub fn table(&self) -> Tensor<4> {
         let [t, ct] = self.t.dims();

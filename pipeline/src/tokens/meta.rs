@@ -35,6 +35,15 @@ pub struct TokenTableMeta {
     pub clip_shape: [usize; 4],
     /// The clip preprocessing, copied from the split's index.json.
     pub preprocessing: Preprocessing,
+    /// The first this many frames of every clip are stored in the `frames`
+    /// column (uint8 `[k, H, W, C]`), for priors conditioned on frames.
+    /// 0 (the default): no `frames` column.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context_frames: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl TokenTableMeta {
@@ -42,9 +51,20 @@ impl TokenTableMeta {
         self.latent_grid.iter().product()
     }
 
+    /// `[k, H, W, C]` of the `frames` column, when there is one.
+    pub fn context_shape(&self) -> Option<[usize; 4]> {
+        let [_, h, w, c] = self.clip_shape;
+        (self.context_frames > 0).then_some([self.context_frames, h, w, c])
+    }
+
+    /// Bytes per row of the `frames` column (0 without one).
+    pub fn context_len(&self) -> usize {
+        self.context_shape().map_or(0, |s| s.iter().product())
+    }
+
     /// As Parquet key-value pairs (`videogpt.*`; values are plain text or JSON).
     pub fn to_key_values(&self) -> Vec<KeyValue> {
-        vec![
+        let mut pairs = vec![
             KeyValue::new(format!("{KEY}format"), TOKENS_FORMAT.to_string()),
             KeyValue::new(
                 format!("{KEY}format_version"),
@@ -64,7 +84,15 @@ impl TokenTableMeta {
             KeyValue::new(format!("{KEY}checkpoint"), self.checkpoint.clone()),
             KeyValue::new(format!("{KEY}clip_shape"), json(&self.clip_shape)),
             KeyValue::new(format!("{KEY}preprocessing"), json(&self.preprocessing)),
-        ]
+        ];
+        // Optional (absent = 0), so tables without frames read as before.
+        if self.context_frames > 0 {
+            pairs.push(KeyValue::new(
+                format!("{KEY}context_frames"),
+                self.context_frames.to_string(),
+            ));
+        }
+        pairs
     }
 
     /// Reads the metadata back from a part file's key-value pairs.
@@ -101,6 +129,10 @@ impl TokenTableMeta {
             checkpoint: get("checkpoint")?.to_string(),
             clip_shape: parse(path, "clip_shape", get("clip_shape")?)?,
             preprocessing: parse(path, "preprocessing", get("preprocessing")?)?,
+            context_frames: match get("context_frames") {
+                Ok(v) => parse(path, "context_frames", v)?,
+                Err(_) => 0,
+            },
         })
     }
 }

@@ -154,11 +154,12 @@ impl TablePlan {
         self.parts.iter().filter(|p| !self.is_done(p)).copied().collect()
     }
 
-    /// Writes `part` with its clips' tokens (`part.rows * tokens_per_clip`).
-    pub fn write(&self, part: &PartPlan, tokens: &[u16]) -> Result<()> {
+    /// Writes `part` with its clips' tokens (`part.rows * tokens_per_clip`)
+    /// and context frames (`part.rows * context_len`, when the table keeps them).
+    pub fn write(&self, part: &PartPlan, tokens: &[u16], frames: Option<&[u8]>) -> Result<()> {
         let records = &self.records[part.offset..part.offset + part.rows];
         let path = self.dir.join(part.file_name());
-        write_token_part(&path, &self.meta, records, tokens, self.action_dim)?;
+        write_token_part(&path, &self.meta, records, tokens, frames, self.action_dim)?;
         Ok(())
     }
 

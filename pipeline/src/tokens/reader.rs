@@ -45,6 +45,10 @@ pub struct TokenRows {
     pub labels: Option<Vec<Option<i32>>>,
     /// Per row `[T * D]` action values, when the table has `actions`.
     pub actions: Option<Vec<Option<Vec<f32>>>>,
+    /// Bytes of context frames per row (0 without a `frames` column).
+    pub frame_len: usize,
+    /// `rows * frame_len` bytes of uint8 `[k, H, W, C]` frames, row-major.
+    pub frames: Option<Vec<u8>>,
 }
 
 impl TokenRows {
@@ -54,6 +58,41 @@ impl TokenRows {
 
     pub fn row(&self, i: usize) -> &[u16] {
         &self.tokens[i * self.len..(i + 1) * self.len]
+    }
+
+    /// Row `i`'s context frames, when the table has them.
+    pub fn frames_of(&self, i: usize) -> Option<&[u8]> {
+        let n = self.frame_len;
+        self.frames.as_ref().map(|f| &f[i * n..(i + 1) * n])
+    }
+
+    /// Rows `[start, end)` as a batch, in order.
+    pub fn batch(&self, start: usize, end: usize) -> TokenBatch {
+        self.pick(&(start..end).collect::<Vec<_>>())
+    }
+
+    /// The rows `picks` as a batch.
+    pub fn pick(&self, picks: &[usize]) -> TokenBatch {
+        let mut tokens = Vec::with_capacity(picks.len() * self.len);
+        for &r in picks {
+            tokens.extend_from_slice(self.row(r));
+        }
+        TokenBatch {
+            tokens,
+            len: self.len,
+            clip_ids: picks.iter().map(|&r| self.clip_ids[r]).collect(),
+            labels: self.labels.as_ref().map(|l| picks.iter().map(|&r| l[r]).collect()),
+            actions: self
+                .actions
+                .as_ref()
+                .map(|a| picks.iter().map(|&r| a[r].clone()).collect()),
+            frames: self.frames.as_ref().map(|_| {
+                picks
+                    .iter()
+                    .flat_map(|&r| self.frames_of(r).expect("frames").iter().copied())
+                    .collect()
+            }),
+        }
     }
 }
 
@@ -124,6 +163,7 @@ impl TokenTable {
         let len = self.meta().tokens_per_clip();
         let mut out = TokenRows {
             len,
+            frame_len: self.meta().context_len(),
             ..TokenRows::default()
         };
         for part in &self.manifest.parts {
@@ -141,7 +181,7 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
     };
     let file = File::open(path).at(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
-    let wanted = ["clip_id", "tokens", "label", "actions"];
+    let wanted = ["clip_id", "tokens", "label", "actions", "frames"];
     let schema = builder.parquet_schema();
     let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
         .filter(|&i| wanted.contains(&schema.root_schema().get_fields()[i].name()))
@@ -183,6 +223,22 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
         let actions = batch
             .column_by_name("actions")
             .and_then(|c| c.as_list_opt::<i32>());
+        let frame_len = out.frame_len;
+        let frames: Option<&[u8]> = if frame_len == 0 {
+            None
+        } else {
+            let list = batch
+                .column_by_name("frames")
+                .and_then(|c| c.as_fixed_size_list_opt())
+                .filter(|l| l.value_length() as usize == frame_len)
+                .ok_or_else(|| missing("frames"))?;
+            let bytes = list
+                .values()
+                .as_primitive_opt::<arrow::datatypes::UInt8Type>()
+                .filter(|v| v.len() == list.len() * frame_len)
+                .ok_or_else(|| missing("frames"))?;
+            Some(bytes.values())
+        };
         if labels.is_some() && label.is_none() {
             return Err(PipelineError::format(
                 path,
@@ -212,6 +268,11 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
             if let Some(a) = actions {
                 out.actions.get_or_insert_with(Vec::new).push(actions_row(a, i));
             }
+            if let Some(f) = frames {
+                out.frames
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(&f[i * frame_len..(i + 1) * frame_len]);
+            }
         }
     }
     Ok(())
@@ -226,6 +287,8 @@ pub struct TokenBatch {
     pub clip_ids: Vec<u64>,
     pub labels: Option<Vec<Option<i32>>>,
     pub actions: Option<Vec<Option<Vec<f32>>>>,
+    /// `[batch, k * H * W * C]` uint8 context frames, when the table has them.
+    pub frames: Option<Vec<u8>>,
 }
 
 /// Endless shuffled batches over loaded rows: every row once per epoch, a
@@ -263,28 +326,11 @@ impl Iterator for TokenBatches {
     type Item = TokenBatch;
 
     fn next(&mut self) -> Option<TokenBatch> {
-        let rows = &self.rows;
         let picks: Vec<usize> = (0..self.batch_size as u64)
             .map(|i| self.order.item_at(self.sample + i) as usize)
             .collect();
         self.sample += self.batch_size as u64;
-        let mut tokens = Vec::with_capacity(picks.len() * rows.len);
-        for &r in &picks {
-            tokens.extend_from_slice(rows.row(r));
-        }
-        Some(TokenBatch {
-            tokens,
-            len: rows.len,
-            clip_ids: picks.iter().map(|&r| rows.clip_ids[r]).collect(),
-            labels: rows
-                .labels
-                .as_ref()
-                .map(|l| picks.iter().map(|&r| l[r]).collect()),
-            actions: rows
-                .actions
-                .as_ref()
-                .map(|a| picks.iter().map(|&r| a[r].clone()).collect()),
-        })
+        Some(self.rows.pick(&picks))
     }
 }
 

@@ -1,12 +1,14 @@
 //! Writes one token-table part file: one row per clip, `clip_id`, `split`,
-//! the dataset's conditioning columns (as in clips.parquet), and `tokens`, a
-//! fixed-size list of uint16 in (t, h, w) raster order. ZSTD; the table's
-//! metadata in the file's key-value metadata. Atomic.
+//! the dataset's conditioning columns (as in clips.parquet), `frames` (the
+//! first `context_frames` frames as a fixed-size list of uint8, when the
+//! table keeps them), and `tokens`, a fixed-size list of uint16 in (t, h, w)
+//! raster order. ZSTD; the table's metadata in the file's key-value
+//! metadata. Atomic.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt16Array, UInt64Array};
+use arrow::array::{ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -30,16 +32,27 @@ pub fn tokens_type(len: usize) -> DataType {
 }
 
 /// Writes `records` (clips, in clip-id order) with their `tokens`
-/// (`records.len() * meta.tokens_per_clip()` values) to `path`. Returns the
-/// file size in bytes.
+/// (`records.len() * meta.tokens_per_clip()` values) and, when the table
+/// keeps context frames, their `frames` (`records.len() *
+/// meta.context_len()` bytes) to `path`. Returns the file size in bytes.
 pub fn write_token_part(
     path: &Path,
     meta: &TokenTableMeta,
     records: &[ClipRecord],
     tokens: &[u16],
+    frames: Option<&[u8]>,
     action_dim: Option<usize>,
 ) -> Result<u64> {
     let len = meta.tokens_per_clip();
+    let frame_len = meta.context_len();
+    let frames_given = frames.map_or(0, <[u8]>::len);
+    if frames_given != records.len() * frame_len {
+        return Err(PipelineError::config(format!(
+            "{}: {frames_given} context-frame bytes for {} clips of {frame_len} bytes each",
+            path.display(),
+            records.len()
+        )));
+    }
     if tokens.len() != records.len() * len {
         return Err(PipelineError::config(format!(
             "{}: {} tokens for {} clips of {len} tokens each",
@@ -72,6 +85,22 @@ pub fn write_token_part(
     for (field, column) in conditioning_columns(records, action_dim).map_err(arrow_err)? {
         fields.push(field);
         columns.push(column);
+    }
+    if let Some(frames) = frames.filter(|_| frame_len > 0) {
+        let item = Arc::new(Field::new("item", DataType::UInt8, false));
+        let list = FixedSizeListArray::try_new(
+            item.clone(),
+            frame_len as i32,
+            Arc::new(UInt8Array::from(frames.to_vec())),
+            None,
+        )
+        .map_err(arrow_err)?;
+        fields.push(Field::new(
+            "frames",
+            DataType::FixedSizeList(item, frame_len as i32),
+            false,
+        ));
+        columns.push(Arc::new(list));
     }
     let values = UInt16Array::from(tokens.to_vec());
     let item = Arc::new(Field::new("item", DataType::UInt16, false));

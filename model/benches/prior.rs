@@ -1,0 +1,157 @@
+//! GPT prior benchmark at the configuration NOTES.md times for the PyTorch
+//! reference: 4x16x16 = 1024 tokens, 512 codes, hidden 192, 4 heads,
+//! 4 layers, full attention (dropout 0.2 / attention dropout 0.3).
+//!
+//! - train step (forward + backward + AdamW) at batch 4: median of 5 steps
+//!   after 2 warm-ups; reference 3.56 s.
+//! - sampling with the KV cache, a whole 1024-token grid at batch 1 and 8:
+//!   tokens/s (batch x 1024 / seconds); reference 628 and 2,115 tokens/s.
+//!
+//! Writes target/bench/prior.json and prints a table.
+//! Environment: PRIOR_BENCH_BACKEND=flex|wgpu (default flex),
+//! PRIOR_BENCH_SAMPLE_BATCHES=1,8.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Serialize;
+use videogpt_model::backend::BackendKind;
+use videogpt_model::prior::{Condition, PriorConfig};
+use videogpt_model::prior::sample::{SampleOptions, sample};
+use videogpt_model::prior::train::{PriorTrainOptions, optimizer};
+use videogpt_pipeline::rng::SplitMix64;
+
+const GRID: [usize; 3] = [4, 16, 16];
+const CODES: usize = 512;
+
+#[derive(Debug, Serialize)]
+struct BenchResult {
+    case: String,
+    backend: String,
+    batch: usize,
+    tokens_per_sample: usize,
+    /// Seconds per train step, or per whole sampled grid.
+    median_s: f64,
+    /// Train: steps/s. Sampling: tokens/s over the batch.
+    rate: f64,
+    unit: &'static str,
+    reference: f64,
+    /// ours / reference in the same unit (> 1: we are faster).
+    speedup_vs_reference: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn config() -> PriorConfig {
+    PriorConfig::preset("reference-bench", GRID, CODES).expect("preset")
+}
+
+fn train_step(backend: BackendKind) -> BenchResult {
+    let device = backend.training_device();
+    let config = config();
+    let mut prior = videogpt_model::backend::with_seed(&device, 0, || config.init(None, &device));
+    let options = PriorTrainOptions::new("unused".into(), "reference-bench");
+    let mut optim = optimizer(&options);
+    let batch = 4;
+    let n = config.tokens();
+    let mut rng = SplitMix64::new(3);
+    let values: Vec<i64> = (0..batch * n).map(|_| rng.below(CODES as u64) as i64).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(values, [batch, n]), &device);
+    let mut times = Vec::new();
+    for step in 0..7 {
+        let started = Instant::now();
+        let loss = prior.loss(tokens.clone(), &Condition::default());
+        let grads = GradientsParams::from_grads(loss.backward(), &prior);
+        prior = optim.step(3e-4, prior, grads);
+        let _ = loss.into_scalar::<f32>(); // a host read: the step is complete
+        if step >= 2 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    let s = median(times);
+    BenchResult {
+        case: "train step".into(),
+        backend: backend.to_string(),
+        batch,
+        tokens_per_sample: n,
+        median_s: s,
+        rate: 1.0 / s,
+        unit: "steps/s",
+        reference: 1.0 / 3.56,
+        speedup_vs_reference: 3.56 / s,
+    }
+}
+
+fn sampling(backend: BackendKind, batch: usize) -> BenchResult {
+    let device = backend.device();
+    let config = config();
+    let prior = videogpt_model::backend::with_seed(&device, 0, || config.init(None, &device)).valid();
+    let n = config.tokens();
+    let options = SampleOptions::default();
+    // One warm-up grid at a quarter length, then 2 measured full grids.
+    let _ = sample(&prior, n / 4, batch, &Condition::default(), &options, &device, |_| {});
+    let times: Vec<f64> = (0..2)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = sample(&prior, n, batch, &Condition::default(), &options, &device, |_| {});
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    let s = median(times);
+    let reference = if batch == 1 { 628.0 } else if batch == 8 { 2115.0 } else { f64::NAN };
+    let rate = (batch * n) as f64 / s;
+    BenchResult {
+        case: "sampling".into(),
+        backend: backend.to_string(),
+        batch,
+        tokens_per_sample: n,
+        median_s: s,
+        rate,
+        unit: "tokens/s",
+        reference,
+        speedup_vs_reference: rate / reference,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let backend: BackendKind = std::env::var("PRIOR_BENCH_BACKEND")
+        .unwrap_or_else(|_| "flex".into())
+        .parse()
+        .expect("PRIOR_BENCH_BACKEND");
+    let batches: Vec<usize> = std::env::var("PRIOR_BENCH_SAMPLE_BATCHES")
+        .unwrap_or_else(|_| "1,8".into())
+        .split(',')
+        .map(|b| b.parse().expect("PRIOR_BENCH_SAMPLE_BATCHES"))
+        .collect();
+    let mut results = vec![train_step(backend)];
+    for b in batches {
+        results.push(sampling(backend, b));
+    }
+    println!(
+        "{:<11} {:>5} {:>10} {:>14} {:>14} {:>9}",
+        "case", "batch", "seconds", "ours", "reference", "ratio"
+    );
+    for r in &results {
+        println!(
+            "{:<11} {:>5} {:>10.3} {:>14} {:>14} {:>8.2}x",
+            r.case,
+            r.batch,
+            r.median_s,
+            format!("{:.2} {}", r.rate, r.unit),
+            format!("{:.2}", r.reference),
+            r.speedup_vs_reference
+        );
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/prior.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_vec_pretty(&results).unwrap()).unwrap();
+    println!("wrote {}", path.display());
+}
