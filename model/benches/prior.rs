@@ -122,6 +122,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    videogpt_model::backend::tune_allocator();
     let backend: BackendKind = std::env::var("PRIOR_BENCH_BACKEND")
         .unwrap_or_else(|_| "flex".into())
         .parse()

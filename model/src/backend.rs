@@ -63,3 +63,21 @@ pub fn with_seed<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
     device.seed(seed);
     f()
 }
+
+/// Keeps freed tensor buffers in the process heap instead of handing them
+/// back to the kernel. glibc serves blocks above a (dynamic) threshold with
+/// fresh `mmap`s and trims the heap eagerly, so every step that allocates a
+/// few megabytes (the KV cache grows by one position per sampled token)
+/// pays page faults and page zeroing: measured here, sampling 8 x 1024
+/// tokens took 24 s with the defaults and 7 s with this. No-op elsewhere.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only adjusts allocator parameters; called before
+        // any worker threads exist.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}

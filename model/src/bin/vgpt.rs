@@ -230,6 +230,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    videogpt_model::backend::tune_allocator();
     videogpt_pipeline::cli::main_with(|| run(Cli::parse()))
 }
 

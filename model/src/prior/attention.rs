@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor, s};
 
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
@@ -18,20 +18,52 @@ pub struct CausalSelfAttention {
 /// Keys and values of the positions decoded so far, `[b, heads, n, d]`,
 /// and (frame-conditioned priors) the cross-attention keys and values of
 /// the frame memory, computed once.
+///
+/// The keys and values live in buffers with room to spare (doubled when
+/// full) and new positions are written in place, so a sampling step costs
+/// O(1) copies instead of reallocating the whole cache per token.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     keys: Option<Tensor<4>>,
     values: Option<Tensor<4>>,
+    len: usize,
     pub(crate) cross: Option<[Tensor<4>; 2]>,
 }
 
 impl KvCache {
     pub fn len(&self) -> usize {
-        self.keys.as_ref().map_or(0, |k| k.dims()[2])
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// Appends `[b, heads, m, d]` keys and values; returns views of all
+    /// `len + m` positions.
+    fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [b, heads, m, d] = k.dims();
+        let end = self.len + m;
+        let device = k.device();
+        let grow = |buffer: Option<Tensor<4>>, len: usize| -> Tensor<4> {
+            match buffer {
+                Some(buf) if buf.dims()[2] >= end => buf,
+                old => {
+                    let capacity = end.next_power_of_two().max(64);
+                    let fresh = Tensor::<4>::zeros([b, heads, capacity, d], &device);
+                    match old {
+                        Some(buf) => fresh.slice_assign(s![.., .., 0..len], buf.narrow(2, 0, len)),
+                        None => fresh,
+                    }
+                }
+            }
+        };
+        let keys = grow(self.keys.take(), self.len).slice_assign(s![.., .., self.len..end], k);
+        let values = grow(self.values.take(), self.len).slice_assign(s![.., .., self.len..end], v);
+        self.len = end;
+        self.keys = Some(keys.clone());
+        self.values = Some(values.clone());
+        (keys.narrow(2, 0, end), values.narrow(2, 0, end))
     }
 }
 
@@ -95,16 +127,41 @@ impl CausalSelfAttention {
         let m = x.dims()[1];
         let device = x.device();
         let [q, k, v] = self.project(x);
-        let (keys, values) = match (cache.keys.take(), cache.values.take()) {
-            (Some(pk), Some(pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            _ => (k, v),
-        };
-        cache.keys = Some(keys.clone());
-        cache.values = Some(values.clone());
+        let (keys, values) = cache.append(k, v);
         let mask = (m > 1).then(|| {
             let total = keys.dims()[2];
             Tensor::<2, Bool>::tril_mask([m, total], (total - m) as i64, &device).unsqueeze::<4>()
         });
         self.attend(q, keys, values, mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn the_cache_grows_past_its_capacity_and_keeps_every_position() {
+        let device = Device::flex();
+        let mut cache = KvCache::default();
+        let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
+        // 150 positions: one at a time, then a block of 5 (past 64 and 128).
+        for m in std::iter::repeat_n(1, 145).chain([5]) {
+            let k = Tensor::<4>::random([2, 3, m, 4], Distribution::Default, &device);
+            let v = Tensor::<4>::random([2, 3, m, 4], Distribution::Default, &device);
+            all_k.push(k.clone());
+            all_v.push(v.clone());
+            let (keys, values) = cache.append(k, v);
+            assert_eq!(keys.dims(), [2, 3, cache.len(), 4]);
+            assert_eq!(values.dims()[2], cache.len());
+        }
+        assert_eq!(cache.len(), 150);
+        let (keys, values) = cache.append(
+            Tensor::zeros([2, 3, 1, 4], &device),
+            Tensor::zeros([2, 3, 1, 4], &device),
+        );
+        keys.narrow(2, 0, 150).into_data().assert_eq(&Tensor::cat(all_k, 2).into_data(), true);
+        values.narrow(2, 0, 150).into_data().assert_eq(&Tensor::cat(all_v, 2).into_data(), true);
     }
 }
