@@ -8,7 +8,7 @@ vgpt := "target/release/vgpt"
 # The demo's scale (see `demo`).
 demo_train := "4000"
 demo_vqvae_steps := "1200"
-demo_prior_steps := "600"
+demo_prior_steps := "300"
 
 # List the recipes.
 default:
@@ -66,12 +66,12 @@ plot-run run:
 # from real MNIST digits, train the tiny VQ-VAE, encode token tables, token statistics, train the
 # prior, sample. Everything lands in datasets/demo/ and runs/demo/; a rerun continues where it stopped.
 demo: build
-    {{data}} prepare moving-mnist --root datasets/demo --seq-len 8 --train-sequences {{demo_train}} --test-sequences 500
+    {{data}} prepare moving-mnist --root datasets/demo --raw datasets/moving-mnist/raw --seq-len 8 --train-sequences {{demo_train}} --test-sequences 500
     {{vgpt}} train-vqvae moving-mnist tiny --root datasets/demo --run runs/demo/vqvae --resume --steps {{demo_vqvae_steps}} --batch-size 4 --lr 3e-3 --lr-schedule cosine --warmup 50 --checkpoint-every 200
     {{vgpt}} eval-vqvae runs/demo/vqvae
     {{vgpt}} encode-latents moving-mnist runs/demo/vqvae --root datasets/demo
     {{data}} stats moving-mnist --root datasets/demo
-    {{vgpt}} train-prior moving-mnist moving-mnist --root datasets/demo --run runs/demo/prior --resume --steps {{demo_prior_steps}} --batch-size 8 --lr 1e-3 --warmup 50 --eval-every 100 --eval-clips 128 --checkpoint-every 100
+    {{vgpt}} train-prior moving-mnist --root datasets/demo --run runs/demo/prior --resume --steps {{demo_prior_steps}} --batch-size 8 --lr 2e-3 --warmup 20 --eval-every 100 --eval-clips 500 --checkpoint-every 100
     {{vgpt}} sample runs/demo/prior --batch 4 --seed 0 --out runs/demo/samples
     @echo "demo sample: runs/demo/samples/samples.gif"
 

@@ -119,6 +119,21 @@ enum Command {
         /// Embed tokens with the VQ-VAE's frozen codebook (as the reference) instead of a learned table.
         #[arg(long)]
         codebook_embedding: bool,
+        /// Override the preset's width.
+        #[arg(long)]
+        hidden: Option<usize>,
+        /// Override the preset's number of layers.
+        #[arg(long)]
+        layers: Option<usize>,
+        /// Override the preset's number of attention heads.
+        #[arg(long)]
+        heads: Option<usize>,
+        /// Override the preset's dropout.
+        #[arg(long)]
+        dropout: Option<f64>,
+        /// Override the preset's attention dropout.
+        #[arg(long)]
+        attention_dropout: Option<f64>,
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
         #[arg(long, default_value_t = 10_000)]
@@ -370,6 +385,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             condition,
             frame_width,
             codebook_embedding,
+            hidden,
+            layers,
+            heads,
+            dropout,
+            attention_dropout,
             batch_size,
             steps,
             lr,
@@ -393,6 +413,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let Some(mut model) = PriorConfig::preset(&preset, meta.latent_grid, meta.codebook_size) else {
                 bail!("unknown prior preset `{preset}`; expected one of {}", PRIOR_PRESETS.join(", "));
             };
+            if let Some(h) = hidden {
+                model = model.with_hidden(h);
+            }
+            if let Some(l) = layers {
+                model = model.with_layers(l);
+            }
+            if let Some(h) = heads {
+                model = model.with_heads(h);
+            }
+            if let Some(d) = dropout {
+                model = model.with_dropout(d);
+            }
+            if let Some(d) = attention_dropout {
+                model = model.with_attention_dropout(d);
+            }
             let rows = train_table.read(None)?;
             match condition {
                 Conditioning::None => {}
@@ -442,9 +477,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 backend,
                 ..PriorTrainOptions::new(table.clone(), &preset)
             };
+            // The bound a prior has to beat: the train tokens' unigram entropy.
+            let mut counts = vec![0u64; meta.codebook_size];
+            for &t in &rows.tokens {
+                counts[t as usize] += 1;
+            }
+            let unigram = videogpt_pipeline::tokens::stats::entropy_bits(counts);
+            drop(rows);
             let summary = train_prior(&run, model, options, codebook, resume, !no_progress)?;
             if let Some(m) = &summary.last {
                 println!("step {}: train {:.4} bits/dim", m.step, m.bits_per_dim);
+                if let Some(test) = m.test_bits_per_dim {
+                    println!(
+                        "test {test:.4} bits/dim; unigram entropy of the train tokens {unigram:.4} bits ({:.1}% below it)",
+                        100.0 * (1.0 - test / unigram)
+                    );
+                }
             }
             println!("{:.2} steps/s", summary.steps_per_second);
             println!("checkpoint: {}", summary.checkpoint.display());
