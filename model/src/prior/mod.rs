@@ -97,6 +97,16 @@ pub struct EncodedCondition {
     pub memory: Option<Tensor<3>>,
 }
 
+impl EncodedCondition {
+    /// The batch rows `rows` of the condition.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        Self {
+            vector: self.vector.clone().map(|v| v.narrow(0, rows.start, rows.len())),
+            memory: self.memory.clone().map(|m| m.narrow(0, rows.start, rows.len())),
+        }
+    }
+}
+
 pub const PRIOR_PRESETS: &[&str] = &["bair", "vizdoom", "ucf101", "tgif", "moving-mnist", "reference-bench", "tiny"];
 
 impl PriorConfig {

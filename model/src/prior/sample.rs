@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use videogpt_pipeline::rng::SplitMix64;
 
-use super::{Condition, Prior};
+use super::{Condition, EncodedCondition, Prior};
 use crate::data;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -69,6 +69,12 @@ pub fn draw(logits: &[f32], options: &SampleOptions, rng: &mut SplitMix64) -> us
 }
 
 /// `batch` samples of the whole grid, `[batch * n]` tokens in raster order.
+///
+/// Every row draws from its own random stream (seed, row), so a row's
+/// tokens do not depend on the batch it is sampled in. On the CPU the rows
+/// are split into one contiguous group per core, each sampled on its own
+/// thread: one token step is a handful of tiny matrix products, which keep
+/// one core busy but not two. `on_token` sees the first group's progress.
 pub fn sample(
     prior: &Prior,
     tokens_per_sample: usize,
@@ -78,17 +84,68 @@ pub fn sample(
     device: &Device,
     mut on_token: impl FnMut(usize),
 ) -> Vec<u16> {
-    let mut rng = SplitMix64::for_item(options.seed, "prior-sample", 0);
     // Conditioning frames go through the encoder once per sample.
     let condition = prior.encode_condition(condition);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = if *device == Device::flex() { cores.min(batch).max(1) } else { 1 };
+    let groups: Vec<std::ops::Range<usize>> = (0..parts)
+        .map(|g| (g * batch / parts)..((g + 1) * batch / parts))
+        .collect();
+    let mut out = vec![0u16; batch * tokens_per_sample];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups[1..]
+            .iter()
+            .map(|rows| {
+                let rows = rows.clone();
+                let condition = condition.rows(rows.clone());
+                scope.spawn(move || {
+                    sample_rows(prior, tokens_per_sample, rows, &condition, options, device, |_| {})
+                })
+            })
+            .collect();
+        let first = groups[0].clone();
+        let mut parts = vec![sample_rows(
+            prior,
+            tokens_per_sample,
+            first.clone(),
+            &condition.rows(first),
+            options,
+            device,
+            &mut on_token,
+        )];
+        parts.extend(handles.into_iter().map(|h| h.join().expect("a sampling thread panicked")));
+        for (rows, tokens) in groups.iter().zip(parts) {
+            out[rows.start * tokens_per_sample..rows.end * tokens_per_sample].copy_from_slice(&tokens);
+        }
+    });
+    out
+}
+
+/// Samples the batch rows `rows` (their condition already narrowed to them).
+fn sample_rows(
+    prior: &Prior,
+    tokens_per_sample: usize,
+    rows: std::ops::Range<usize>,
+    condition: &EncodedCondition,
+    options: &SampleOptions,
+    device: &Device,
+    mut on_token: impl FnMut(usize),
+) -> Vec<u16> {
+    let batch = rows.len();
+    let mut rngs: Vec<SplitMix64> = rows
+        .clone()
+        .map(|row| SplitMix64::for_item(options.seed, "prior-sample", row as u64))
+        .collect();
     let mut caches = prior.empty_caches();
     let mut out = vec![0u16; batch * tokens_per_sample];
     let mut previous: Option<Tensor<2, Int>> = None;
     for i in 0..tokens_per_sample {
-        let logits = data::float_values(prior.step(previous.take(), batch, &condition, &mut caches));
+        let logits = data::float_values(prior.step(previous.take(), batch, condition, &mut caches));
         let codes = logits.len() / batch;
-        let next: Vec<i64> = (0..batch)
-            .map(|row| draw(&logits[row * codes..(row + 1) * codes], options, &mut rng) as i64)
+        let next: Vec<i64> = rngs
+            .iter_mut()
+            .enumerate()
+            .map(|(row, rng)| draw(&logits[row * codes..(row + 1) * codes], options, rng) as i64)
             .collect();
         for (row, &code) in next.iter().enumerate() {
             out[row * tokens_per_sample + i] = code as u16;
