@@ -18,9 +18,14 @@ default:
 build:
     {{cargo}} build --release --workspace --bins
 
-# Prepare a dataset's clip shards: `just prepare moving-mnist`, `just prepare bair [raw-path] [--flags]`.
+# Prepare a dataset's clip shards: `just prepare moving-mnist`, `just prepare bair|ucf101|tgif|vizdoom [raw-path] [--flags]`.
 prepare dataset *args: build
     {{data}} prepare {{dataset}} {{args}}
+
+# Record ViZDoom gameplay with the real engine (PyPI vizdoom): `just collect vizdoom [--episodes 20 --policy scripted --scenarios basic,deadly_corridor ...]`.
+collect dataset *args:
+    @if [ "{{dataset}}" != "vizdoom" ]; then echo "just collect: only vizdoom is recorded (got {{dataset}}); the other datasets are downloaded" >&2; exit 2; fi
+    .venv/bin/python pipeline/scripts/collect_vizdoom.py --out datasets/vizdoom/raw {{args}}
 
 # Re-check a prepared dataset's shards (size, SHA-256, footers); `--deep` also decodes every clip.
 verify dataset *args: build
@@ -80,9 +85,10 @@ test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
     .venv/bin/python -m pytest -q notebooks/tests
 
-# Benchmarks (JSON under target/bench/): prepare throughput, token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling.
+# Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling.
 bench:
     {{cargo}} bench --workspace --bench prepare
+    {{cargo}} bench --workspace --bench video
     {{cargo}} bench --workspace --bench tokens
     {{cargo}} bench --workspace --bench vqvae
     {{cargo}} bench --workspace --bench prior

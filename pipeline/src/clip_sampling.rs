@@ -112,32 +112,23 @@ impl ClipSampling {
     }
 
     /// The chosen start frames, ascending. `rng` is the video's own stream;
-    /// it is used only by the random policy.
+    /// it is used only by the random policy. The same choices as a
+    /// [`StartStream`] fed the video frame by frame, so a decoder that
+    /// streams (and never learns the length up front) cuts the same clips.
     pub fn starts(&self, num_frames: usize, rng: &mut SplitMix64) -> Vec<usize> {
-        let valid = self.valid_starts(num_frames);
-        if valid == 0 {
-            return Vec::new();
-        }
-        match self.start {
-            StartPolicy::First => vec![0],
-            StartPolicy::Sliding { step } => (0..valid).step_by(step as usize).collect(),
-            StartPolicy::Random { per_video } => {
-                let k = (per_video as usize).min(valid);
-                // Partial Fisher-Yates over 0..valid, without materialising
-                // the whole range when it is large.
-                let mut swapped = std::collections::HashMap::<usize, usize>::new();
-                let mut picked = Vec::with_capacity(k);
-                for i in 0..k {
-                    let j = i + rng.below((valid - i) as u64) as usize;
-                    let vj = *swapped.get(&j).unwrap_or(&j);
-                    let vi = *swapped.get(&i).unwrap_or(&i);
-                    swapped.insert(j, vi);
-                    picked.push(vj);
-                }
-                picked.sort_unstable();
-                picked
+        let mut stream = StartStream::new(*self, rng.clone());
+        let mut slots: Vec<usize> = Vec::new();
+        for start in 0..self.valid_starts(num_frames) {
+            match stream.offer() {
+                StartDecision::Keep { slot } if slot == slots.len() => slots.push(start),
+                StartDecision::Keep { slot } => slots[slot] = start,
+                StartDecision::Skip => {}
+                StartDecision::Stop => break,
             }
         }
+        *rng = stream.rng;
+        slots.sort_unstable();
+        slots
     }
 
     /// The source frame indices of the clip starting at `start`.
@@ -154,6 +145,74 @@ impl ClipSampling {
             return Err("--frame-stride must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// What to do with the clip that starts at the offered frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Keep it in slot `slot`, replacing what was there (random policy).
+    Keep { slot: usize },
+    Skip,
+    /// No later start will be kept: stop decoding.
+    Stop,
+}
+
+/// Chooses clip starts while a video streams past, without knowing its
+/// length: the caller offers the starts 0, 1, 2, ... as each clip's last frame
+/// arrives. The random policy is reservoir sampling (Vitter's algorithm R):
+/// after `n` offers the kept starts are a uniform `per_video`-subset of the
+/// `n`, so memory stays at `per_video` clips however long the video is.
+#[derive(Debug, Clone)]
+pub struct StartStream {
+    sampling: ClipSampling,
+    rng: SplitMix64,
+    offered: usize,
+}
+
+impl StartStream {
+    pub fn new(sampling: ClipSampling, rng: SplitMix64) -> Self {
+        Self {
+            sampling,
+            rng,
+            offered: 0,
+        }
+    }
+
+    /// Decides on the next start (the `n`-th call offers start `n - 1`).
+    pub fn offer(&mut self) -> StartDecision {
+        let start = self.offered;
+        self.offered += 1;
+        match self.sampling.start {
+            StartPolicy::First if start == 0 => StartDecision::Keep { slot: 0 },
+            StartPolicy::First => StartDecision::Stop,
+            StartPolicy::Sliding { step } if start % step as usize == 0 => StartDecision::Keep {
+                slot: start / step as usize,
+            },
+            StartPolicy::Sliding { .. } => StartDecision::Skip,
+            StartPolicy::Random { per_video } => {
+                let k = per_video as usize;
+                if start < k {
+                    return StartDecision::Keep { slot: start };
+                }
+                let j = self.rng.below(start as u64 + 1) as usize;
+                if j < k {
+                    StartDecision::Keep { slot: j }
+                } else {
+                    StartDecision::Skip
+                }
+            }
+        }
+    }
+
+    /// True once no later start can be kept (the first policy after start 0).
+    pub fn done(&self) -> bool {
+        matches!(self.sampling.start, StartPolicy::First) && self.offered > 0
+    }
+
+    /// Whether a kept clip can never be replaced (so it may be finished now).
+    pub fn keeps_are_final(&self) -> bool {
+        !matches!(self.sampling.start, StartPolicy::Random { .. })
     }
 }
 
@@ -266,5 +325,40 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown start policy")
         );
+    }
+
+    #[test]
+    fn random_starts_are_uniform_over_all_valid_starts() {
+        // 2 of 10 starts, 20k videos: each start is kept 2/10 of the time.
+        let s = sampling(1, 1, StartPolicy::Random { per_video: 2 });
+        let mut counts = [0u32; 10];
+        for video in 0..20_000 {
+            for start in s.starts(10, &mut SplitMix64::for_item(3, "uniform", video)) {
+                counts[start] += 1;
+            }
+        }
+        for (start, &c) in counts.iter().enumerate() {
+            let share = c as f64 / 20_000.0;
+            assert!((share - 0.2).abs() < 0.015, "start {start}: share {share}");
+        }
+    }
+
+    #[test]
+    fn streaming_choices_equal_the_counted_ones() {
+        let s = sampling(4, 2, StartPolicy::Random { per_video: 3 });
+        let counted = s.starts(50, &mut SplitMix64::for_item(4, "v", 1));
+        let mut stream = StartStream::new(s, SplitMix64::for_item(4, "v", 1));
+        let mut slots = Vec::new();
+        for start in 0..s.valid_starts(50) {
+            if let StartDecision::Keep { slot } = stream.offer() {
+                if slot == slots.len() {
+                    slots.push(start)
+                } else {
+                    slots[slot] = start
+                }
+            }
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, counted);
     }
 }

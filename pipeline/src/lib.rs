@@ -2,13 +2,16 @@
 //! per-clip metadata (Parquet). Knows nothing of neural networks.
 //!
 //! - [`sources`]: one module per upstream format; list videos, decode one.
-//! - [`clip_sampling`]: sequence length, frame stride, start policy.
+//! - [`video`]: compressed video files through FFmpeg, resized and cropped.
+//! - [`clip_sampling`]: sequence length, frame stride, start policy;
+//!   [`clip_cutter`] applies it to a stream of frames.
 //! - [`prepare`]: sources to shards, parallel, atomic, resumable.
 //! - [`shards`]: the shard byte layout, index.json, clips.parquet, reading
 //!   and verification.
 
 pub mod atomic;
 pub mod cli;
+pub mod clip_cutter;
 pub mod clip_sampling;
 pub mod error;
 pub mod prepare;
@@ -19,6 +22,7 @@ pub mod shuffle;
 pub mod sources;
 pub mod testing;
 pub mod tokens;
+pub mod video;
 
 pub use clip_sampling::{ClipSampling, StartPolicy};
 pub use error::{PipelineError, Result};

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::{remove_stale_temps, write_bytes_atomic};
+use crate::clip_cutter::ClipCutter;
 use crate::clip_sampling::ClipSampling;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::rng::SplitMix64;
@@ -30,7 +31,7 @@ use crate::shards::{
     ClipIndex, ClipRecord, Preprocessing, Reject, ShardBuilder, ShardEntry, compress_clip,
     write_clips_table,
 };
-use crate::sources::{ClipSource, DecodedVideo, FrameSpec};
+use crate::sources::{ClipSource, FrameSpec};
 
 #[derive(Debug, Clone)]
 pub struct PrepareConfig {
@@ -161,6 +162,7 @@ pub fn prepare_split(
         rejects.extend(sidecar.rejects.iter().cloned());
     }
     write_clips_table(&split_dir.join(CLIPS_TABLE_FILE), &records, spec.action_dim)?;
+    write_rejects_table(&split_dir.join(REJECTS_TABLE_FILE), &rejects)?;
     let index = ClipIndex {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
@@ -198,6 +200,26 @@ pub fn prepare_split(
         rejects,
         elapsed: started.elapsed(),
     })
+}
+
+/// Name of the per-split rejects table: one line per rejected input.
+pub const REJECTS_TABLE_FILE: &str = "rejects.tsv";
+
+/// `file<TAB>record<TAB>reason`, with a header; tabs and newlines inside a
+/// field become spaces. Written (atomically) even when empty, so a reader can
+/// tell "nothing rejected" from "not prepared".
+fn write_rejects_table(path: &Path, rejects: &[Reject]) -> Result<()> {
+    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    let mut text = String::from("file\trecord\treason\n");
+    for r in rejects {
+        text += &format!(
+            "{}\t{}\t{}\n",
+            clean(&r.file),
+            r.record.map(|n| n.to_string()).unwrap_or_default(),
+            clean(&r.reason)
+        );
+    }
+    write_bytes_atomic(path, text.as_bytes()).at(path)
 }
 
 /// SHA-256 over everything that decides the shards' bytes.
@@ -238,7 +260,11 @@ fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Resul
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if name.starts_with("shard-") || name == INDEX_FILE || name == CLIPS_TABLE_FILE {
+        if name.starts_with("shard-")
+            || name == INDEX_FILE
+            || name == CLIPS_TABLE_FILE
+            || name == REJECTS_TABLE_FILE
+        {
             ours.push((path, name));
         }
     }
@@ -370,90 +396,90 @@ impl ShardContext<'_> {
         self.config.sampling.seq_len as usize * h * w * c
     }
 
-    /// Decodes video `v`, cuts its clips and compresses each.
+    /// Streams video `v` through a [`ClipCutter`], compressing each clip.
     fn clips_of_video(&self, v: usize) -> VideoClips {
         let item = &self.source.videos()[v];
-        let video = self.source.decode(v)?;
-        let sampling = &self.config.sampling;
-        let spec = self.spec;
-        let frame_len: usize = spec.shape.iter().product();
-        check_decoded(&video, frame_len, spec.action_dim).map_err(|reason| Reject {
+        let reject = |reason: String| Reject {
             file: item.source.clone(),
             record: None,
             reason,
-        })?;
+        };
+        let sampling = &self.config.sampling;
+        let spec = self.spec;
+        let frame_len: usize = spec.shape.iter().product();
         let purpose = format!(
             "{}/{}/clip-starts",
             self.source.dataset(),
             self.source.split()
         );
-        let mut rng = SplitMix64::for_item(self.config.seed, &purpose, v as u64);
-        let starts = sampling.starts(video.num_frames, &mut rng);
-        if starts.is_empty() {
-            return Err(Reject {
-                file: item.source.clone(),
-                record: None,
-                reason: format!(
-                    "{} frames, shorter than one clip ({} frames at stride {})",
-                    video.num_frames, sampling.seq_len, sampling.frame_stride
-                ),
-            });
+        let rng = SplitMix64::for_item(self.config.seed, &purpose, v as u64);
+        let level = self.config.zstd_level;
+        let mut compress_error = None;
+        let mut cutter = ClipCutter::new(*sampling, frame_len, rng, |raw| {
+            compress_clip(&raw, level).unwrap_or_else(|e| {
+                compress_error.get_or_insert(e.to_string());
+                Vec::new()
+            })
+        });
+        let mut bad_frame = None;
+        let streamed = self.source.stream(v, &mut |frame: &[u8]| {
+            if frame.len() != frame_len {
+                bad_frame = Some(frame.len());
+                return false;
+            }
+            cutter.push(frame)
+        })?;
+        if let Some(len) = bad_frame {
+            return Err(reject(format!(
+                "decoder returned a frame of {len} bytes, expected {frame_len} ({:?})",
+                spec.shape
+            )));
         }
-        starts
+        let seen = cutter.frames_seen();
+        let clips = cutter.into_clips();
+        if let Some(e) = compress_error {
+            return Err(reject(format!("zstd compression failed: {e}")));
+        }
+        if clips.is_empty() {
+            return Err(reject(format!(
+                "{seen} frames, shorter than one clip ({} frames at stride {})",
+                sampling.seq_len, sampling.frame_stride
+            )));
+        }
+        let actions = match (&streamed.actions, spec.action_dim) {
+            (Some(a), Some(d)) if a.len() < streamed.frames * d => {
+                return Err(reject(format!(
+                    "{} action values for {} frames of dimension {d}",
+                    a.len(),
+                    streamed.frames
+                )));
+            }
+            (None, Some(_)) => return Err(reject("actions missing".into())),
+            (a, d) => a.as_ref().zip(d),
+        };
+        Ok(clips
             .into_iter()
-            .map(|start| {
-                let mut pixels = Vec::with_capacity(sampling.seq_len as usize * frame_len);
-                let mut actions = video.actions.as_ref().map(|_| Vec::new());
-                for f in sampling.frame_indices(start) {
-                    pixels.extend_from_slice(&video.frames[f * frame_len..(f + 1) * frame_len]);
-                    if let (Some(out), Some(all), Some(d)) =
-                        (actions.as_mut(), video.actions.as_ref(), spec.action_dim)
-                    {
-                        out.extend_from_slice(&all[f * d..(f + 1) * d]);
-                    }
-                }
-                let compressed =
-                    compress_clip(&pixels, self.config.zstd_level).map_err(|e| Reject {
-                        file: item.source.clone(),
-                        record: None,
-                        reason: format!("zstd compression failed: {e}"),
-                    })?;
+            .map(|clip| {
+                let actions = actions.map(|(all, d)| {
+                    sampling
+                        .frame_indices(clip.start)
+                        .flat_map(|f| all[f * d..(f + 1) * d].iter().copied())
+                        .collect()
+                });
                 let record = ClipRecord {
                     clip_id: 0,
                     shard: 0,
                     index_in_shard: 0,
                     video: v as u64,
                     source: item.source.clone(),
-                    start_frame: start as u32,
+                    start_frame: clip.start as u32,
                     label: item.label,
                     text: item.text.clone(),
                     actions,
                 };
-                Ok((compressed, record))
+                (clip.bytes, record)
             })
-            .collect()
+            .collect())
     }
 }
 
-fn check_decoded(
-    video: &DecodedVideo,
-    frame_len: usize,
-    action_dim: Option<usize>,
-) -> Result<(), String> {
-    if video.frames.len() != video.num_frames * frame_len {
-        return Err(format!(
-            "decoder returned {} bytes for {} frames of {frame_len} bytes",
-            video.frames.len(),
-            video.num_frames
-        ));
-    }
-    match (&video.actions, action_dim) {
-        (Some(a), Some(d)) if a.len() != video.num_frames * d => Err(format!(
-            "{} action values for {} frames of dimension {d}",
-            a.len(),
-            video.num_frames
-        )),
-        (None, Some(_)) => Err("actions missing".into()),
-        _ => Ok(()),
-    }
-}

@@ -14,7 +14,7 @@ pub fn bar(total: u64, unit: &str, visible: bool) -> ProgressBar {
         },
     );
     let template = format!(
-        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit}, ETA {{eta}} | {{msg}}"
+        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}), ETA {{eta}} | {{msg}}"
     );
     pb.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     pb

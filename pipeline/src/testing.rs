@@ -1,7 +1,8 @@
 //! Upstream-layout fixtures for tests and benchmarks. Real BAIR TFRecords
 //! cannot be downloaded here, so tests write files in exactly the upstream
 //! layout (TFRecord framing, tf.train.Example keys) with frames that look
-//! like video: a textured background with a moving, shaded square.
+//! like video: a textured background with a moving, shaded square. Also the
+//! `ffprobe`/`ffmpeg` CLI helpers that video tests and benchmarks compare with.
 
 use std::path::{Path, PathBuf};
 
@@ -106,4 +107,30 @@ pub fn write_npy_u8(path: &Path, shape: &[usize], data: &[u8]) -> std::io::Resul
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(data);
     std::fs::write(path, bytes)
+}
+
+/// Width and height of a file's first video stream, from the `ffprobe` CLI.
+pub fn ffprobe_size(path: &Path) -> std::io::Result<(u32, u32)> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.trim().split(',').map(|v| v.parse::<u32>());
+    match (it.next(), it.next()) {
+        (Some(Ok(w)), Some(Ok(h))) => Ok((w, h)),
+        _ => Err(std::io::Error::other(format!(
+            "ffprobe found no video size in {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ))),
+    }
+}
+
+/// The `ffmpeg -vf` chain that resizes and crops `path` as our decoder does.
+pub fn ffmpeg_filter_for(path: &Path, resolution: u32) -> std::io::Result<String> {
+    let (w, h) = ffprobe_size(path)?;
+    Ok(crate::video::CropGeometry::new(w, h, resolution)
+        .ffmpeg_filter(crate::video::ResizeFilter::Bilinear))
 }

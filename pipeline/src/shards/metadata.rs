@@ -193,8 +193,8 @@ pub fn actions_row(actions: &ListArray, i: usize) -> Option<Vec<f32>> {
     })
 }
 
-/// Reads clips.parquet back into records (all columns, all rows).
-pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
+/// All record batches of a Parquet file (every column), errors naming it.
+pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
     let file = File::open(path).at(path)?;
     let parquet_err = |e| PipelineError::Parquet {
         path: path.into(),
@@ -204,6 +204,18 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
         .map_err(parquet_err)?
         .build()
         .map_err(parquet_err)?;
+    let path = path.to_owned();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|e| PipelineError::Arrow {
+            path: path.clone(),
+            source: e,
+        })
+    }))
+}
+
+/// Reads clips.parquet back into records (all columns, all rows).
+pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
+    let reader = read_parquet_batches(path)?;
     let missing = |name: &str| {
         PipelineError::format(
             path,
@@ -212,10 +224,7 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
     };
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| PipelineError::Arrow {
-            path: path.into(),
-            source: e,
-        })?;
+        let batch = batch?;
         let u64col = |n: &str| {
             batch
                 .column_by_name(n)

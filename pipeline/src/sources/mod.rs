@@ -9,6 +9,10 @@ pub mod moving_mnist;
 pub mod npy;
 pub mod tf_example;
 pub mod tfrecord;
+pub mod tgif;
+pub mod ucf101;
+pub mod video_files;
+pub mod vizdoom;
 
 use crate::shards::Reject;
 
@@ -28,6 +32,16 @@ pub struct DecodedVideo {
     pub frames: Vec<u8>,
     pub num_frames: usize,
     /// Per-frame action vectors `[num_frames, D]`, when the dataset has them.
+    pub actions: Option<Vec<f32>>,
+}
+
+/// What [`ClipSource::stream`] reports once the sink has stopped or the
+/// video has ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    /// Frames handed to the sink.
+    pub frames: usize,
+    /// Per-frame action vectors `[n, D]` for (at least) those frames.
     pub actions: Option<Vec<f32>>,
 }
 
@@ -56,6 +70,39 @@ pub trait ClipSource: Sync {
     }
     /// Decodes video `index` of `videos()`; an `Err` is a reject reason.
     fn decode(&self, index: usize) -> Result<DecodedVideo, Reject>;
+    /// Feeds video `index`'s frames (`H * W * C` bytes each), in order, to
+    /// `sink` until it returns false. Sources of long videos override this
+    /// so that memory stays bounded; the default decodes the whole video.
+    fn stream(
+        &self,
+        index: usize,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Streamed, Reject> {
+        let video = self.decode(index)?;
+        let frame_len: usize = self.frame_spec().shape.iter().product();
+        if video.frames.len() != video.num_frames * frame_len {
+            return Err(Reject {
+                file: self.videos()[index].source.clone(),
+                record: None,
+                reason: format!(
+                    "decoder returned {} bytes for {} frames of {frame_len} bytes",
+                    video.frames.len(),
+                    video.num_frames
+                ),
+            });
+        }
+        let mut delivered = 0;
+        for frame in video.frames.chunks_exact(frame_len.max(1)) {
+            delivered += 1;
+            if !sink(frame) {
+                break;
+            }
+        }
+        Ok(Streamed {
+            frames: delivered,
+            actions: video.actions,
+        })
+    }
     /// Where the data came from, for index.json (and the plan fingerprint).
     fn describe(&self) -> serde_json::Value;
 }

@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the end-to-end tests: run the real `vgpt-data` binary.
 
+pub mod videos;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

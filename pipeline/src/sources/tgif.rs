@@ -1,0 +1,168 @@
+//! TGIF: `tgif-v1.0.tsv` (GIF URL, TAB, description; one line per
+//! description) and the downloaded GIFs, stored under the last path segment
+//! of their URL in `<raw>/gifs/` (or `<raw>/` itself).
+//!
+//! One video per GIF: a GIF listed on several lines gets its descriptions
+//! joined with newlines, in file order, as `text`. GIFs missing on disk are
+//! rejects (counted, listed in rejects.tsv); the rest is prepared. TGIF ships
+//! no split in this file, so the split is [`in_test_split`] on the file name
+//! (10% test by default): deterministic, and stable as GIFs come and go.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::video_files::{VideoFile, VideoFiles, in_test_split};
+use crate::error::{IoContext, PipelineError, Result};
+use crate::shards::Reject;
+use crate::video::DecodeOptions;
+
+pub const TSV_FILE: &str = "tgif-v1.0.tsv";
+
+/// One GIF of the listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TgifEntry {
+    pub url: String,
+    pub file_name: String,
+    pub descriptions: Vec<String>,
+    /// 1-based line of its first description.
+    pub line: usize,
+}
+
+/// Reads the TSV, grouping descriptions by GIF, in order of first mention.
+pub fn read_listing(path: &Path) -> Result<Vec<TgifEntry>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let mut entries: Vec<TgifEntry> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (url, description) = line.split_once('\t').ok_or_else(|| {
+            PipelineError::format(
+                path,
+                format!("line {}: expected `<gif url>\\t<description>`", n + 1),
+            )
+        })?;
+        let url = url.trim();
+        let file_name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| {
+                PipelineError::format(
+                    path,
+                    format!("line {}: no file name in the URL `{url}`", n + 1),
+                )
+            })?
+            .to_owned();
+        let description = description.trim().to_owned();
+        match by_name.get(&file_name) {
+            Some(&i) => entries[i].descriptions.push(description),
+            None => {
+                by_name.insert(file_name.clone(), entries.len());
+                entries.push(TgifEntry {
+                    url: url.to_owned(),
+                    file_name,
+                    descriptions: vec![description],
+                    line: n + 1,
+                });
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Err(PipelineError::format(path, "lists no GIFs"));
+    }
+    Ok(entries)
+}
+
+/// The folder holding the GIFs: `<raw>/gifs` when it exists, else `<raw>`.
+pub fn gif_dir(raw: &Path) -> PathBuf {
+    let gifs = raw.join("gifs");
+    if gifs.is_dir() { gifs } else { raw.to_owned() }
+}
+
+/// The GIFs of `split` ("train" or "test").
+pub fn open(
+    raw: &Path,
+    split: &str,
+    test_percent: u32,
+    options: DecodeOptions,
+) -> Result<VideoFiles> {
+    if split != "train" && split != "test" {
+        return Err(PipelineError::config(format!(
+            "TGIF is split into train and test, not `{split}`"
+        )));
+    }
+    if test_percent > 100 {
+        return Err(PipelineError::config(format!(
+            "--test-percent {test_percent}: must be 0 to 100"
+        )));
+    }
+    let tsv = raw.join(TSV_FILE);
+    let entries = read_listing(&tsv)?;
+    let dir = gif_dir(raw);
+    let mut files = Vec::new();
+    let mut rejects = Vec::new();
+    for e in entries {
+        if in_test_split(&e.file_name, test_percent) != (split == "test") {
+            continue;
+        }
+        let path = dir.join(&e.file_name);
+        if path.is_file() {
+            files.push(VideoFile {
+                path,
+                label: None,
+                text: Some(e.descriptions.join("\n")),
+                actions: None,
+            });
+        } else {
+            rejects.push(Reject {
+                file: super::video_files::relative_name(raw, &path),
+                record: Some(e.line as u64),
+                reason: format!(
+                    "missing on disk ({TSV_FILE} line {} lists {})",
+                    e.line, e.url
+                ),
+            });
+        }
+    }
+    let describe = serde_json::json!({
+        "kind": "tgif",
+        "listing": TSV_FILE,
+        "split_rule": "test when SHA-256(file name)[0..8] as big-endian u64 % 100 < test_percent",
+        "test_percent": test_percent,
+    });
+    Ok(VideoFiles::new(
+        "tgif", split, raw, options, files, None, rejects, describe,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_grouped_by_gif_and_names_come_from_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(TSV_FILE);
+        std::fs::write(
+            &p,
+            "https://38.media.tumblr.com/a/tumblr_x.gif\ta cat jumps\n\
+             https://38.media.tumblr.com/b/tumblr_y.gif?x=1\ta dog runs\n\
+             https://38.media.tumblr.com/a/tumblr_x.gif\ta cat leaps off a couch\n",
+        )
+        .unwrap();
+        let entries = read_listing(&p).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].file_name, "tumblr_x.gif");
+        assert_eq!(
+            entries[0].descriptions,
+            ["a cat jumps", "a cat leaps off a couch"]
+        );
+        assert_eq!(entries[1].file_name, "tumblr_y.gif");
+        std::fs::write(&p, "no tab here\n").unwrap();
+        let e = read_listing(&p).unwrap_err().to_string();
+        assert!(e.contains(TSV_FILE) && e.contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,340 @@
+//! One video file to a stream of square RGB24 frames, through the system
+//! FFmpeg (ffmpeg-next).
+//!
+//! Each decoded frame is converted to RGB24 and resized in one swscale call
+//! (the filter of [`ResizeFilter`]), then center-cropped ([`CropGeometry`]);
+//! frames dropped by the optional fps filter are never converted. Frames go
+//! to the caller's sink one at a time, so memory does not grow with the
+//! video's length, and the sink can stop the decode early.
+//!
+//! Strictness: a file that cannot be opened, has no video stream, fails to
+//! decode a packet, hits a read error, or yields fewer than 90% of the
+//! frames its header declares (a truncated file) is an error; the caller
+//! rejects the video rather than cut clips that skip frames.
+
+use std::path::Path;
+use std::sync::Once;
+
+use ffmpeg::codec::threading;
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::util::frame::video::Video as Frame;
+use ffmpeg::{Packet, Rational, media};
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+
+use super::frame_rate::FrameRateFilter;
+use super::geometry::{CropGeometry, ResizeFilter};
+
+/// How to decode: the output resolution, the resize filter, an optional
+/// lower frame rate, and the decoder's own threads (1: parallelism comes
+/// from decoding several videos at once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeOptions {
+    pub resolution: u32,
+    pub filter: ResizeFilter,
+    pub fps: Option<f64>,
+    pub threads: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            resolution: 64,
+            filter: ResizeFilter::Bilinear,
+            fps: None,
+            threads: 1,
+        }
+    }
+}
+
+/// What a finished (or stopped) decode saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeSummary {
+    /// Frames the codec produced.
+    pub decoded: usize,
+    /// Frames handed to the sink (after the fps filter).
+    pub delivered: usize,
+    /// The sink asked to stop before the end of the video.
+    pub stopped_early: bool,
+    pub width: u32,
+    pub height: u32,
+    pub codec: String,
+    /// The stream's average frame rate, when the container knows it.
+    pub source_fps: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("empty file (0 bytes)")]
+    Empty,
+    #[error("cannot read the file: {0}")]
+    Unreadable(std::io::Error),
+    #[error("FFmpeg cannot open it: {0}")]
+    Open(ffmpeg::Error),
+    #[error("no video stream")]
+    NoVideoStream,
+    #[error("no decoder for its video codec: {0}")]
+    Codec(ffmpeg::Error),
+    #[error("corrupt: decoding failed after {frames} frames: {error}")]
+    Decode { frames: usize, error: ffmpeg::Error },
+    #[error("read error after {frames} frames: {error}")]
+    Read { frames: usize, error: ffmpeg::Error },
+    #[error("truncated: decoded {decoded} of the {declared} frames its header declares")]
+    Truncated { decoded: usize, declared: i64 },
+    #[error("no decodable video frames")]
+    NoFrames,
+    #[error("frame conversion failed ({width}x{height} {format:?} to RGB24): {error}")]
+    Scale {
+        width: u32,
+        height: u32,
+        format: Pixel,
+        error: ffmpeg::Error,
+    },
+}
+
+/// Initialises FFmpeg once per process and silences its log (problems come
+/// back as errors, and a corrupt file would otherwise print hundreds of lines
+/// from many threads at once).
+pub fn init_ffmpeg() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // `init` registers nothing on FFmpeg >= 4 and cannot fail there.
+        let _ = ffmpeg::init();
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Quiet);
+    });
+}
+
+/// Decodes `path`, handing each `resolution x resolution x 3` RGB24 frame to
+/// `sink` until it returns false or the video ends.
+pub fn decode_video(
+    path: &Path,
+    options: &DecodeOptions,
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<DecodeSummary, VideoError> {
+    init_ffmpeg();
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => return Err(VideoError::Empty),
+        Ok(_) => {}
+        Err(e) => return Err(VideoError::Unreadable(e)),
+    }
+    let mut input = ffmpeg::format::input(path).map_err(VideoError::Open)?;
+    let (stream_index, time_base, declared, source_fps, parameters) = {
+        let stream = input
+            .streams()
+            .best(media::Type::Video)
+            .ok_or(VideoError::NoVideoStream)?;
+        let rate = stream.avg_frame_rate();
+        (
+            stream.index(),
+            stream.time_base(),
+            stream.frames(),
+            (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate)),
+            stream.parameters(),
+        )
+    };
+    let mut context =
+        ffmpeg::codec::context::Context::from_parameters(parameters).map_err(VideoError::Codec)?;
+    context.set_threading(threading::Config {
+        kind: threading::Type::Frame,
+        count: options.threads.max(1),
+        ..Default::default()
+    });
+    let decoder = context.decoder().video().map_err(VideoError::Codec)?;
+    let mut state = DecodeState {
+        options,
+        decoder,
+        time_base,
+        source_fps,
+        fps: options.fps.map(FrameRateFilter::new),
+        scaler: None,
+        decoded_frame: Frame::empty(),
+        rgb: Frame::empty(),
+        out: vec![0; (options.resolution as usize).pow(2) * 3],
+        first_time: None,
+        decoded: 0,
+        delivered: 0,
+        stopped: false,
+    };
+    let mut packet = Packet::empty();
+    loop {
+        match packet.read(&mut input) {
+            Ok(()) => {
+                if packet.stream() != stream_index {
+                    continue;
+                }
+                state
+                    .decoder
+                    .send_packet(&packet)
+                    .map_err(|error| VideoError::Decode {
+                        frames: state.decoded,
+                        error,
+                    })?;
+                state.drain(sink)?;
+                if state.stopped {
+                    break;
+                }
+            }
+            Err(ffmpeg::Error::Eof) => break,
+            Err(error) => {
+                return Err(VideoError::Read {
+                    frames: state.decoded,
+                    error,
+                });
+            }
+        }
+    }
+    if !state.stopped {
+        state
+            .decoder
+            .send_eof()
+            .map_err(|error| VideoError::Decode {
+                frames: state.decoded,
+                error,
+            })?;
+        state.drain(sink)?;
+    }
+    if state.decoded == 0 {
+        return Err(VideoError::NoFrames);
+    }
+    if !state.stopped && declared > 0 && (state.decoded as i64) * 10 < declared * 9 {
+        return Err(VideoError::Truncated {
+            decoded: state.decoded,
+            declared,
+        });
+    }
+    Ok(DecodeSummary {
+        decoded: state.decoded,
+        delivered: state.delivered,
+        stopped_early: state.stopped,
+        width: state.decoder.width(),
+        height: state.decoder.height(),
+        codec: state
+            .decoder
+            .codec()
+            .map(|c| c.name().to_owned())
+            .unwrap_or_default(),
+        source_fps,
+    })
+}
+
+struct DecodeState<'a> {
+    options: &'a DecodeOptions,
+    decoder: ffmpeg::decoder::Video,
+    time_base: Rational,
+    source_fps: Option<f64>,
+    fps: Option<FrameRateFilter>,
+    /// The converter and the input it was made for (a stream may change size).
+    scaler: Option<(scaling::Context, (Pixel, u32, u32), CropGeometry)>,
+    decoded_frame: Frame,
+    rgb: Frame,
+    out: Vec<u8>,
+    first_time: Option<i64>,
+    decoded: usize,
+    delivered: usize,
+    stopped: bool,
+}
+
+impl DecodeState<'_> {
+    /// Receives every frame the decoder has ready.
+    fn drain(&mut self, sink: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), VideoError> {
+        while !self.stopped {
+            match self.decoder.receive_frame(&mut self.decoded_frame) {
+                Ok(()) => {
+                    self.decoded += 1;
+                    if self.wanted() {
+                        self.convert()?;
+                        self.delivered += 1;
+                        if !sink(&self.out) {
+                            self.stopped = true;
+                        }
+                    }
+                }
+                Err(ffmpeg::Error::Eof) => break,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                    break;
+                }
+                Err(error) => {
+                    return Err(VideoError::Decode {
+                        frames: self.decoded,
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the fps filter keeps the frame just decoded.
+    fn wanted(&mut self) -> bool {
+        let Some(filter) = self.fps.as_mut() else {
+            return true;
+        };
+        let seconds = match self.decoded_frame.timestamp() {
+            Some(ts) => {
+                let first = *self.first_time.get_or_insert(ts);
+                (ts - first) as f64 * f64::from(self.time_base)
+            }
+            // No timestamps: the frame's index at the stream's nominal rate.
+            None => (self.decoded - 1) as f64 / self.source_fps.unwrap_or(25.0),
+        };
+        filter.keep(seconds)
+    }
+
+    /// Resizes and converts the decoded frame, then crops it into `out`.
+    fn convert(&mut self) -> Result<(), VideoError> {
+        let frame = &self.decoded_frame;
+        let key = (frame.format(), frame.width(), frame.height());
+        if self.scaler.as_ref().is_none_or(|(_, k, _)| *k != key) {
+            let geometry = CropGeometry::new(key.1, key.2, self.options.resolution);
+            let scaler = scaling::Context::get(
+                key.0,
+                key.1,
+                key.2,
+                Pixel::RGB24,
+                geometry.scaled_width,
+                geometry.scaled_height,
+                sws_flags(self.options.filter),
+            )
+            .map_err(|error| self.scale_error(key, error))?;
+            self.scaler = Some((scaler, key, geometry));
+            self.rgb = Frame::empty();
+        }
+        let (scaler, _, geometry) = self.scaler.as_mut().expect("scaler made above");
+        if let Err(error) = scaler.run(&self.decoded_frame, &mut self.rgb) {
+            return Err(self.scale_error(key, error));
+        }
+        let r = geometry.resolution as usize;
+        let stride = self.rgb.stride(0);
+        let data = self.rgb.data(0);
+        let (x0, y0) = (geometry.crop_x as usize * 3, geometry.crop_y as usize);
+        for (y, row) in self.out.chunks_exact_mut(r * 3).enumerate() {
+            let at = (y0 + y) * stride + x0;
+            row.copy_from_slice(&data[at..at + r * 3]);
+        }
+        Ok(())
+    }
+
+    fn scale_error(&self, key: (Pixel, u32, u32), error: ffmpeg::Error) -> VideoError {
+        VideoError::Scale {
+            width: key.1,
+            height: key.2,
+            format: key.0,
+            error,
+        }
+    }
+}
+
+/// The swscale flags of a resize filter, plus `ACCURATE_RND` and
+/// `FULL_CHR_H_INT`: with them our frames are bit-identical to
+/// `ffmpeg -vf scale=W:H:flags=bilinear,crop=... -pix_fmt rgb24` on the
+/// test files (tests/video_decoding.rs), and chroma is interpolated at full
+/// horizontal resolution rather than replicated.
+fn sws_flags(filter: ResizeFilter) -> scaling::Flags {
+    let base = match filter {
+        ResizeFilter::Bilinear => scaling::Flags::BILINEAR,
+        ResizeFilter::Bicubic => scaling::Flags::BICUBIC,
+        ResizeFilter::Area => scaling::Flags::AREA,
+    };
+    base | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
+}
