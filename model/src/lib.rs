@@ -17,6 +17,7 @@ pub mod data;
 pub mod encode;
 pub mod error;
 pub mod eval;
+pub mod fvd;
 pub mod patches;
 pub mod preview;
 pub mod prior;

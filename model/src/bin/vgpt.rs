@@ -74,6 +74,9 @@ enum Command {
         /// Override the preset's hidden width.
         #[arg(long)]
         hidden: Option<usize>,
+        /// Override the preset's downsampling per axis, T,H,W (powers of two), e.g. 2,2,2.
+        #[arg(long, value_delimiter = ',')]
+        downsample: Option<Vec<usize>>,
         #[arg(long)]
         no_progress: bool,
     },
@@ -269,6 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_attention,
             codes,
             hidden,
+            downsample,
             no_progress,
         } => {
             let preset = preset.unwrap_or_else(|| dataset.clone());
@@ -283,6 +287,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(hidden) = hidden {
                 model = model.with_hidden(hidden);
+            }
+            if let Some(d) = downsample {
+                let Ok(d) = <[usize; 3]>::try_from(d.as_slice()) else {
+                    bail!("--downsample takes three factors T,H,W (e.g. 2,2,2), got {d:?}");
+                };
+                model = model.with_downsample(d);
             }
             if let Err(e) = model.validate() {
                 bail!("invalid model settings: {e}");
