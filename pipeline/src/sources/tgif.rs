@@ -5,13 +5,13 @@
 //! One video per GIF: a GIF listed on several lines gets its descriptions
 //! joined with newlines, in file order, as `text`. GIFs missing on disk are
 //! rejects (counted, listed in rejects.tsv); the rest is prepared. TGIF ships
-//! no split in this file, so the split is [`in_test_split`] on the file name
+//! no split in this file, so the split is a [`HashSplit`] on the file name
 //! (10% test by default): deterministic, and stable as GIFs come and go.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::video_files::{VideoFile, VideoFiles, in_test_split};
+use super::video_files::{HashSplit, VideoFile, VideoFiles};
 use crate::error::{IoContext, PipelineError, Result};
 use crate::shards::Reject;
 use crate::video::DecodeOptions;
@@ -89,23 +89,14 @@ pub fn open(
     test_percent: u32,
     options: DecodeOptions,
 ) -> Result<VideoFiles> {
-    if split != "train" && split != "test" {
-        return Err(PipelineError::config(format!(
-            "TGIF is split into train and test, not `{split}`"
-        )));
-    }
-    if test_percent > 100 {
-        return Err(PipelineError::config(format!(
-            "--test-percent {test_percent}: must be 0 to 100"
-        )));
-    }
+    let members = HashSplit::new("TGIF GIFs", split, test_percent)?;
     let tsv = raw.join(TSV_FILE);
     let entries = read_listing(&tsv)?;
     let dir = gif_dir(raw);
     let mut files = Vec::new();
     let mut rejects = Vec::new();
     for e in entries {
-        if in_test_split(&e.file_name, test_percent) != (split == "test") {
+        if !members.contains(&e.file_name) {
             continue;
         }
         let path = dir.join(&e.file_name);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{ClipSource, DecodedVideo, FrameSpec, Streamed, VideoItem};
+use crate::error::{PipelineError, Result};
 use crate::shards::Reject;
 use crate::video::{DecodeOptions, decode_video};
 
@@ -91,6 +92,39 @@ pub fn in_test_split(name: &str, test_percent: u32) -> bool {
     let digest = Sha256::digest(name.as_bytes());
     let head = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     head % 100 < test_percent as u64
+}
+
+/// One side of the [`in_test_split`] division, its arguments checked once
+/// for every dataset that uses it (TGIF, ViZDoom).
+#[derive(Debug, Clone, Copy)]
+pub struct HashSplit {
+    test: bool,
+    test_percent: u32,
+}
+
+impl HashSplit {
+    /// `split` must be "train" or "test"; `what` names the data in the error.
+    pub fn new(what: &str, split: &str, test_percent: u32) -> Result<Self> {
+        if split != "train" && split != "test" {
+            return Err(PipelineError::config(format!(
+                "{what} are split into train and test, not `{split}`"
+            )));
+        }
+        if test_percent > 100 {
+            return Err(PipelineError::config(format!(
+                "--test-percent {test_percent}: must be 0 to 100"
+            )));
+        }
+        Ok(Self {
+            test: split == "test",
+            test_percent,
+        })
+    }
+
+    /// Whether the item called `name` belongs to this split.
+    pub fn contains(&self, name: &str) -> bool {
+        in_test_split(name, self.test_percent) == self.test
+    }
 }
 
 impl ClipSource for VideoFiles {
@@ -181,6 +215,11 @@ mod tests {
             in_test_split("tumblr_abc.gif", 10)
         );
         assert!(!in_test_split("x", 0) && in_test_split("x", 100));
+        assert!(HashSplit::new("GIFs", "test", 100).unwrap().contains("x"));
+        let e = HashSplit::new("GIFs", "val", 10).unwrap_err().to_string();
+        assert!(e.contains("GIFs") && e.contains("`val`"), "{e}");
+        let e = HashSplit::new("GIFs", "test", 101).unwrap_err().to_string();
+        assert!(e.contains("--test-percent 101"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! `action` is the button vector (0/1 per button of `collection.json`'s
 //! `buttons`) chosen at that frame; it becomes the clips' `actions`. Episodes
-//! are split by [`in_test_split`] on their path (10% test by default).
+//! are split by a [`HashSplit`] on their path (10% test by default).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::path::Path;
 use arrow::array::AsArray;
 use arrow::datatypes::{Float32Type, Int32Type};
 
-use super::video_files::{VideoFile, VideoFiles, in_test_split};
+use super::video_files::{HashSplit, VideoFile, VideoFiles};
 use crate::error::{PipelineError, Result};
 use crate::shards::Reject;
 use crate::shards::metadata::read_parquet_batches;
@@ -98,11 +98,7 @@ pub fn open(
     test_percent: u32,
     options: DecodeOptions,
 ) -> Result<VideoFiles> {
-    if split != "train" && split != "test" {
-        return Err(PipelineError::config(format!(
-            "ViZDoom recordings are split into train and test, not `{split}`"
-        )));
-    }
+    let members = HashSplit::new("ViZDoom recordings", split, test_percent)?;
     let actions_path = raw.join(ACTIONS_FILE);
     if !actions_path.is_file() {
         return Err(PipelineError::format(
@@ -122,7 +118,7 @@ pub fn open(
     let mut files = Vec::new();
     let mut rejects = Vec::new();
     for (episode, actions) in table.episodes {
-        if in_test_split(&episode, test_percent) != (split == "test") {
+        if !members.contains(&episode) {
             continue;
         }
         let path = raw.join(&episode);
