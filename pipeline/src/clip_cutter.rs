@@ -7,7 +7,7 @@
 //! (prepare compresses them there); random picks stay raw until the end,
 //! since a later start may replace them.
 
-use crate::clip_sampling::{ClipSampling, StartDecision, StartStream};
+use crate::clip_sampling::{ClipSampling, StartDecision, StartStream, keep_in_slot};
 use crate::rng::SplitMix64;
 
 /// One cut clip: its start frame and its bytes (raw, or as `finish` left them).
@@ -26,21 +26,18 @@ pub struct ClipCutter<F: FnMut(Vec<u8>) -> Vec<u8>> {
     starts: StartStream,
     clips: Vec<CutClip>,
     finish: F,
-    finish_now: bool,
 }
 
 impl<F: FnMut(Vec<u8>) -> Vec<u8>> ClipCutter<F> {
     pub fn new(sampling: ClipSampling, frame_len: usize, rng: SplitMix64, finish: F) -> Self {
         let span = sampling.span();
-        let starts = StartStream::new(sampling, rng);
         Self {
             sampling,
             frame_len,
             span,
             ring: vec![0; span * frame_len],
             seen: 0,
-            finish_now: starts.keeps_are_final(),
-            starts,
+            starts: StartStream::new(sampling, rng),
             clips: Vec::new(),
             finish,
         }
@@ -69,15 +66,10 @@ impl<F: FnMut(Vec<u8>) -> Vec<u8>> ClipCutter<F> {
                     let at = (f % self.span) * self.frame_len;
                     bytes.extend_from_slice(&self.ring[at..at + self.frame_len]);
                 }
-                if self.finish_now {
+                if self.starts.keeps_are_final() {
                     bytes = (self.finish)(bytes);
                 }
-                let clip = CutClip { start, bytes };
-                if slot == self.clips.len() {
-                    self.clips.push(clip);
-                } else {
-                    self.clips[slot] = clip;
-                }
+                keep_in_slot(&mut self.clips, slot, CutClip { start, bytes });
             }
             StartDecision::Skip => {}
             StartDecision::Stop => return false,
@@ -89,7 +81,7 @@ impl<F: FnMut(Vec<u8>) -> Vec<u8>> ClipCutter<F> {
     pub fn into_clips(mut self) -> Vec<CutClip> {
         let mut clips = std::mem::take(&mut self.clips);
         clips.sort_by_key(|c| c.start);
-        if !self.finish_now {
+        if !self.starts.keeps_are_final() {
             for c in &mut clips {
                 c.bytes = (self.finish)(std::mem::take(&mut c.bytes));
             }

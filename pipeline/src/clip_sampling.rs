@@ -120,8 +120,7 @@ impl ClipSampling {
         let mut slots: Vec<usize> = Vec::new();
         for start in 0..self.valid_starts(num_frames) {
             match stream.offer() {
-                StartDecision::Keep { slot } if slot == slots.len() => slots.push(start),
-                StartDecision::Keep { slot } => slots[slot] = start,
+                StartDecision::Keep { slot } => keep_in_slot(&mut slots, slot, start),
                 StartDecision::Skip => {}
                 StartDecision::Stop => break,
             }
@@ -156,6 +155,16 @@ pub enum StartDecision {
     Skip,
     /// No later start will be kept: stop decoding.
     Stop,
+}
+
+/// Puts a kept item in `slot`: a new slot is always the next one, an older
+/// one is replaced (the random policy's reservoir).
+pub fn keep_in_slot<T>(slots: &mut Vec<T>, slot: usize, item: T) {
+    if slot == slots.len() {
+        slots.push(item);
+    } else {
+        slots[slot] = item;
+    }
 }
 
 /// Chooses clip starts while a video streams past, without knowing its
@@ -351,11 +360,7 @@ mod tests {
         let mut slots = Vec::new();
         for start in 0..s.valid_starts(50) {
             if let StartDecision::Keep { slot } = stream.offer() {
-                if slot == slots.len() {
-                    slots.push(start)
-                } else {
-                    slots[slot] = start
-                }
+                keep_in_slot(&mut slots, slot, start);
             }
         }
         slots.sort_unstable();
