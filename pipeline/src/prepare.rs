@@ -422,12 +422,15 @@ impl ShardContext<'_> {
             })
         });
         let mut bad_frame = None;
+        // Whether the cutter stopped the stream before the video's end.
+        let mut stopped = false;
         let streamed = self.source.stream(v, &mut |frame: &[u8]| {
             if frame.len() != frame_len {
                 bad_frame = Some(frame.len());
                 return false;
             }
-            cutter.push(frame)
+            stopped = !cutter.push(frame);
+            !stopped
         })?;
         if let Some(len) = bad_frame {
             return Err(reject(format!(
@@ -446,8 +449,13 @@ impl ShardContext<'_> {
                 sampling.seq_len, sampling.frame_stride
             )));
         }
+        // One action per frame: exactly, when the whole video was streamed;
+        // at least, when the cutter stopped it early.
         let actions = match (&streamed.actions, spec.action_dim) {
-            (Some(a), Some(d)) if a.len() < streamed.frames * d => {
+            (Some(a), Some(d))
+                if a.len() < streamed.frames * d
+                    || (!stopped && a.len() != streamed.frames * d) =>
+            {
                 return Err(reject(format!(
                     "{} action values for {} frames of dimension {d}",
                     a.len(),
@@ -483,3 +491,94 @@ impl ShardContext<'_> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip_sampling::StartPolicy;
+    use crate::sources::{DecodedVideo, VideoItem};
+
+    /// One 1x1x1 video of `frames` frames with `actions` one-dimensional actions.
+    struct WithActions {
+        frames: usize,
+        actions: usize,
+        items: Vec<VideoItem>,
+    }
+
+    impl WithActions {
+        fn new(frames: usize, actions: usize) -> Self {
+            let items = vec![VideoItem {
+                source: "v".into(),
+                label: None,
+                text: None,
+            }];
+            Self {
+                frames,
+                actions,
+                items,
+            }
+        }
+    }
+
+    impl ClipSource for WithActions {
+        fn dataset(&self) -> &str {
+            "fake"
+        }
+        fn split(&self) -> &str {
+            "train"
+        }
+        fn frame_spec(&self) -> FrameSpec {
+            FrameSpec {
+                shape: [1, 1, 1],
+                resize: "none".into(),
+                crop: "none".into(),
+                fps: None,
+                action_dim: Some(1),
+            }
+        }
+        fn videos(&self) -> &[VideoItem] {
+            &self.items
+        }
+        fn decode(&self, _: usize) -> Result<DecodedVideo, Reject> {
+            Ok(DecodedVideo {
+                frames: (0..self.frames as u8).collect(),
+                num_frames: self.frames,
+                actions: Some(vec![0.5; self.actions]),
+            })
+        }
+        fn describe(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+    }
+
+    fn rejects(source: &WithActions, start: StartPolicy) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PrepareConfig {
+            sampling: ClipSampling {
+                seq_len: 4,
+                frame_stride: 1,
+                start,
+            },
+            progress: false,
+            ..Default::default()
+        };
+        let summary = prepare_split(source, &dir.path().join("split"), &config).unwrap();
+        summary.rejects.iter().map(|r| r.reason.clone()).collect()
+    }
+
+    #[test]
+    fn actions_must_match_the_frames_of_a_whole_video() {
+        let all = StartPolicy::Sliding { step: 4 };
+        assert!(rejects(&WithActions::new(20, 20), all).is_empty());
+        assert_eq!(
+            rejects(&WithActions::new(20, 21), all),
+            ["21 action values for 20 frames of dimension 1"]
+        );
+        assert_eq!(
+            rejects(&WithActions::new(20, 19), all),
+            ["19 action values for 20 frames of dimension 1"]
+        );
+        // `first` stops after 4 frames: more actions than frames seen is fine.
+        assert!(rejects(&WithActions::new(20, 20), StartPolicy::First).is_empty());
+    }
+}
