@@ -59,6 +59,11 @@ train-prior dataset *args: build
 sample prior *args: build
     {{vgpt}} sample {{prior}} {{args}}
 
+# Fréchet Video Distance with the real Kinetics-400 I3D: `just fvd bair runs/samples [--vqvae runs/vqvae --clips 256 --trials 1]`
+# (real: a dataset name (its test split) or a split folder; generated: a `just sample` folder or a split folder).
+fvd real *args: build
+    {{vgpt}} fvd {{real}} {{args}}
+
 # What each code of a checkpoint decodes to, as a PNG grid.
 code-patches checkpoint out *args: build
     {{vgpt}} code-patches {{checkpoint}} --out {{out}} {{args}}

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use videogpt_model::backend::BackendKind;
 use videogpt_model::encode::{EncodeOptions, encode_latents};
 use videogpt_model::eval::eval_vqvae;
+use videogpt_model::fvd::{Distance, FvdOptions, compute_fvd};
 use videogpt_model::patches::write_code_patches;
 use videogpt_model::prior::generate::{GenerateOptions, generate};
 use videogpt_model::prior::sample::SampleOptions;
@@ -198,6 +199,43 @@ enum Command {
         /// Skip the MP4 (it needs the ffmpeg command).
         #[arg(long)]
         no_mp4: bool,
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Fréchet Video Distance with the Kinetics-400 I3D: FVD of generated
+    /// clips against real ones; with --vqvae also R-FVD (real against their
+    /// reconstructions) and FVD* (generated against reconstructions).
+    Fvd {
+        /// Real clips: a clip-shard split folder, or a dataset name under
+        /// --root (its test split).
+        real: PathBuf,
+        /// Generated clips: a `vgpt sample` output folder or a split folder.
+        /// Optional with --vqvae (then only R-FVD).
+        generated: Option<PathBuf>,
+        #[arg(long, default_value = "datasets")]
+        root: PathBuf,
+        /// Clips drawn from each set per trial (paper: 256; later work 2048).
+        #[arg(long, default_value_t = 256)]
+        clips: usize,
+        /// Independent draws of --clips clips (paper: 1); mean and std are reported.
+        #[arg(long, default_value_t = 1)]
+        trials: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// VQ-VAE checkpoint or run folder: adds R-FVD and FVD*.
+        #[arg(long)]
+        vqvae: Option<PathBuf>,
+        /// Clips per I3D forward pass.
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        /// The converted I3D weights (./setup.sh makes them).
+        #[arg(long, default_value = videogpt_model::fvd::weights::DEFAULT_WEIGHTS)]
+        i3d: PathBuf,
+        /// Also write the report here (JSON).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
         #[arg(long)]
@@ -559,6 +597,61 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("mp4: {}", mp4.display());
             }
             println!("gif: {}", summary.gif.display());
+            println!("clips (for vgpt fvd): {}", summary.clips.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fvd {
+            real,
+            generated,
+            root,
+            clips,
+            trials,
+            seed,
+            vqvae,
+            batch_size,
+            i3d,
+            out,
+            backend,
+            no_progress,
+        } => {
+            let real = clip_set(&real, &root)?;
+            let generated = generated.map(|g| clip_set(&g, &root)).transpose()?;
+            let options = FvdOptions {
+                clips,
+                trials,
+                seed,
+                batch_size,
+                weights: i3d,
+                vqvae,
+                backend,
+                progress: !no_progress,
+            };
+            let report = compute_fvd(&real, generated.as_deref(), &options)?;
+            let show = |name: &str, d: &Option<Distance>| {
+                if let Some(d) = d {
+                    println!("{name:6} {:.2} ± {:.2} ({} trial(s): {:?})", d.mean, d.std, d.trials.len(), d.trials.iter().map(|v| (v * 100.0).round() / 100.0).collect::<Vec<_>>());
+                }
+            };
+            println!(
+                "{} clips per set, real {}{}",
+                report.clips,
+                report.real.display(),
+                report.generated.as_ref().map(|g| format!(", generated {}", g.display())).unwrap_or_default()
+            );
+            show("FVD", &report.fvd);
+            show("R-FVD", &report.r_fvd);
+            show("FVD*", &report.fvd_star);
+            println!(
+                "{} clips through I3D in {:.1} s ({:.2} clips/s)",
+                report.clips_embedded,
+                report.seconds,
+                report.clips_embedded as f64 / report.seconds.max(1e-9)
+            );
+            if let Some(out) = out {
+                videogpt_pipeline::atomic::write_bytes_atomic(&out, &serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| out.display().to_string())?;
+                println!("report: {}", out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::CodePatches {
@@ -649,4 +742,28 @@ fn newest_run(runs: &Path, prefix: &str) -> Result<PathBuf> {
             runs.display()
         ),
     }
+}
+
+/// A clip set for `fvd`: a split folder (with index.json), a `sample`
+/// output folder (its `clips/` split), or a dataset name under `root` (its
+/// test split).
+fn clip_set(arg: &Path, root: &Path) -> Result<PathBuf> {
+    use videogpt_model::prior::generate::SAMPLE_CLIPS_DIR;
+    use videogpt_pipeline::shards::index::INDEX_FILE;
+    let candidates = [
+        arg.to_path_buf(),
+        arg.join(SAMPLE_CLIPS_DIR),
+        root.join(arg).join("clips/test"),
+    ];
+    candidates
+        .iter()
+        .find(|dir| dir.join(INDEX_FILE).is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "{}: not a clip-shard split (no {INDEX_FILE}), a `vgpt sample` folder (no {SAMPLE_CLIPS_DIR}/{INDEX_FILE}) or a dataset with a prepared test split under {}",
+                arg.display(),
+                root.display()
+            )
+        })
 }

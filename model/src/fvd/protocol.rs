@@ -27,6 +27,7 @@ use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data;
 use crate::error::{ModelError, Result};
+use crate::train::reconstruct;
 use crate::vqvae::VqVae;
 
 #[derive(Debug, Clone)]
@@ -210,8 +211,7 @@ impl Set<'_> {
             }
             if let Some(vqvae) = self.reconstruct {
                 let batch = data::read_batch(self.shards, chunk)?;
-                let y = vqvae.decode(vqvae.encode(batch.tensor(embedder.device())));
-                clips = data::clips_from_channels_first(&data::float_values(y), batch.shape);
+                clips = reconstruct(vqvae, &batch, embedder.device());
             }
             let refs: Vec<&[u8]> = clips.iter().map(|c| c.as_slice()).collect();
             let logits = embedder.logits(&refs, shape, |k| bar.inc(k as u64))?;

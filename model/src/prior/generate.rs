@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 use videogpt_pipeline::shards::format::sha256_file;
+use videogpt_pipeline::sources::memory::MemoryClips;
 
 use super::context::frames_tensor;
 use super::sample::{SampleOptions, sample};
@@ -20,6 +21,9 @@ use crate::checkpoint;
 use crate::data;
 use crate::error::{IoContext, ModelError, Result};
 use crate::preview;
+
+/// Where in the output folder the samples are stored as clip shards.
+pub const SAMPLE_CLIPS_DIR: &str = "clips";
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -46,6 +50,8 @@ pub struct GenerateSummary {
     pub gif: PathBuf,
     pub png: PathBuf,
     pub mp4: Option<PathBuf>,
+    /// The decoded samples as a clip-shard split (what `vgpt fvd` reads).
+    pub clips: PathBuf,
     pub samples: usize,
     pub tokens: usize,
     pub sampling_seconds: f64,
@@ -145,6 +151,17 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     } else {
         None
     };
+    let clips_dir = options.out.join(SAMPLE_CLIPS_DIR);
+    let names = (0..b).map(|i| format!("sample-{i}")).collect();
+    let description = serde_json::json!({
+        "kind": "samples",
+        "prior": checkpoint,
+        "vqvae": vqvae_path,
+        "sample": options.sample,
+    });
+    MemoryClips::new("samples", "samples", shape, None, clips.clone(), names, description)
+        .map_err(ModelError::Config)?
+        .write(&clips_dir)?;
     let tokens_json = options.out.join("tokens.json");
     let text = serde_json::to_vec(&serde_json::json!({
         "latent_grid": config.model.latent_grid,
@@ -158,6 +175,7 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
         gif,
         png,
         mp4,
+        clips: clips_dir,
         samples: b,
         tokens: b * n,
         sampling_seconds: seconds,

@@ -6,6 +6,7 @@
 pub mod bair;
 pub mod mnist_digits;
 pub mod moving_mnist;
+pub mod memory;
 pub mod npy;
 pub mod tf_example;
 pub mod tfrecord;
