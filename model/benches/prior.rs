@@ -11,6 +11,10 @@
 //! Environment: PRIOR_BENCH_BACKEND=flex|wgpu (default flex),
 //! PRIOR_BENCH_SAMPLE_BATCHES=1,8.
 
+mod common;
+
+use common::median;
+
 use std::time::Instant;
 
 use burn::module::Module;
@@ -42,10 +46,6 @@ struct BenchResult {
     speedup_vs_reference: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn config() -> PriorConfig {
     PriorConfig::preset("reference-bench", GRID, CODES).expect("preset")
@@ -151,8 +151,5 @@ fn main() {
             r.speedup_vs_reference
         );
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/prior.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, serde_json::to_vec_pretty(&results).unwrap()).unwrap();
-    println!("wrote {}", path.display());
+    common::write_results("prior", &results);
 }

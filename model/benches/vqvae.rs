@@ -10,6 +10,8 @@
 //! VQVAE_BENCH_BATCHES=1,2,4,8, VQVAE_BENCH_STEPS (measured steps, default 3
 //! for the preset grid; the reference cases always use 5 after 2 warm-ups).
 
+mod common;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -99,8 +101,7 @@ fn run_case(case: &str, batch: usize, warmup: usize, measured: usize, backend: B
             started.elapsed().as_secs_f64()
         })
         .collect();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = common::median(times);
     CaseResult {
         case: case.to_owned(),
         backend: backend.to_string(),
@@ -192,8 +193,5 @@ fn main() {
         );
         results.push(result);
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/vqvae.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, serde_json::to_vec_pretty(&results).unwrap()).unwrap();
-    println!("wrote {}", path.display());
+    common::write_results("vqvae", &results);
 }

@@ -37,3 +37,28 @@ fn wgpu_training_steps_lower_the_loss() {
         "loss did not fall on wgpu: {losses:?}"
     );
 }
+
+/// I3D (FVD's feature network) on wgpu gives the logits it gives on flex,
+/// for a batch of two real-weight forward passes.
+#[test]
+fn wgpu_i3d_logits_match_flex() {
+    use videogpt_model::fvd::Embedder;
+    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../checkpoints/i3d/i3d-kinetics-400.safetensors");
+    assert!(weights.is_file(), "{} missing: run ./setup.sh --no-demo", weights.display());
+    let dir = tempfile::tempdir().unwrap();
+    let clips = common::prepare_moving_mnist(dir.path(), 2, 1, 10);
+    let shards = ClipShards::open(&clips.join("train")).unwrap();
+    let clips: Vec<Vec<u8>> = (0..2).map(|i| shards.clip(i).unwrap()).collect();
+    let refs: Vec<&[u8]> = clips.iter().map(|c| c.as_slice()).collect();
+    let shape = shards.clip_shape();
+    let logits = |backend| {
+        let embedder = Embedder::new(&weights, backend, 2).unwrap();
+        embedder.logits(&refs, shape, |_| {}).unwrap()
+    };
+    let (gpu, cpu) = (logits(BackendKind::Wgpu), logits(BackendKind::Flex));
+    let max_err = gpu.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("I3D wgpu vs flex: max |difference| {max_err:.2e}");
+    assert_eq!(gpu.len(), 800);
+    assert!(max_err < 1e-2, "I3D logits on wgpu differ from flex by {max_err}");
+}
