@@ -94,7 +94,7 @@ fn run_case(case: &str, batch: usize, warmup: usize, measured: usize, backend: B
     for _ in 0..warmup {
         trainer.step(&batch_data);
     }
-    let mut times: Vec<f64> = (0..measured)
+    let times: Vec<f64> = (0..measured)
         .map(|_| {
             let started = Instant::now();
             trainer.step(&batch_data); // ends in host reads: the step is complete
