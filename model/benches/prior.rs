@@ -9,7 +9,7 @@
 //!
 //! Writes target/bench/prior.json and prints a table.
 //! Environment: PRIOR_BENCH_BACKEND=flex|wgpu (default flex),
-//! PRIOR_BENCH_SAMPLE_BATCHES=1,8.
+//! PRIOR_BENCH_SAMPLE_BATCHES=1,8, PRIOR_BENCH_SKIP_TRAIN=1 (sampling only).
 
 mod common;
 
@@ -132,7 +132,10 @@ fn main() {
         .split(',')
         .map(|b| b.parse().expect("PRIOR_BENCH_SAMPLE_BATCHES"))
         .collect();
-    let mut results = vec![train_step(backend)];
+    let mut results = Vec::new();
+    if std::env::var("PRIOR_BENCH_SKIP_TRAIN").map_or(true, |v| v != "1") {
+        results.push(train_step(backend));
+    }
     for b in batches {
         results.push(sampling(backend, b));
     }
