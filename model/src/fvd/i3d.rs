@@ -118,8 +118,8 @@ pub const MIXED: [(&str, Option<([usize; 3], [usize; 3])>); 9] = [
 
 impl I3d {
     /// `[b, 3, t, 224, 224]` in `[-1, 1]` -> `[b, 400]` logits averaged over
-    /// time. Panics on a shape the network cannot take; [`check_input`]
-    /// says why beforehand.
+    /// time. Panics on a shape the network cannot take; [`check_clips`]
+    /// checks clips beforehand.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<2> {
         let features = self.features(x);
         let [b, c, t] = features.dims();
@@ -157,15 +157,12 @@ impl I3d {
     }
 }
 
-/// Why `[b, c, t, h, w]` cannot go through I3D, if it cannot.
-pub fn check_input(dims: [usize; 5]) -> Result<(), String> {
-    let [_, c, t, h, w] = dims;
-    if c != 3 {
-        return Err(format!("I3D takes 3 channels, got {c}"));
-    }
-    if h != RESOLUTION || w != RESOLUTION {
+/// Why uint8 clips of `[T, H, W, C]` cannot be prepared for I3D (any frame
+/// size is resized to 224x224; grey clips are repeated to 3 channels).
+pub fn check_clips([t, _, _, c]: [usize; 4]) -> Result<(), String> {
+    if c != 1 && c != 3 {
         return Err(format!(
-            "I3D takes {RESOLUTION}x{RESOLUTION} frames, got {h}x{w}"
+            "clips have {c} channels; I3D takes 1 (repeated) or 3"
         ));
     }
     if t < MIN_FRAMES {

@@ -20,7 +20,7 @@ use videogpt_pipeline::rng::SplitMix64;
 use videogpt_pipeline::shards::ClipShards;
 
 use super::frechet::{Gaussian, frechet_distance};
-use super::i3d::{CLASSES, I3d, check_input};
+use super::i3d::{CLASSES, I3d, check_clips};
 use super::preprocess::i3d_input;
 use super::weights::load_i3d;
 use crate::backend::BackendKind;
@@ -143,20 +143,7 @@ impl Embedder {
         shape: [usize; 4],
         mut done: impl FnMut(usize),
     ) -> Result<Vec<f32>> {
-        check_input([
-            1,
-            3,
-            shape[0],
-            super::i3d::RESOLUTION,
-            super::i3d::RESOLUTION,
-        ])
-        .map_err(ModelError::Config)?;
-        if shape[3] != 1 && shape[3] != 3 {
-            return Err(ModelError::Config(format!(
-                "clips have {} channels; I3D takes 1 (repeated) or 3",
-                shape[3]
-            )));
-        }
+        check_clips(shape).map_err(ModelError::Config)?;
         let mut out = Vec::with_capacity(clips.len() * CLASSES);
         for batch in clips.chunks(self.batch_size) {
             let x = i3d_input(batch, shape, &self.device);
@@ -205,14 +192,16 @@ impl Set<'_> {
             .collect();
         let shape = self.shards.clip_shape();
         for chunk in missing.chunks(embedder.batch_size) {
-            let mut clips = Vec::with_capacity(chunk.len());
-            for &id in chunk {
-                clips.push(self.shards.clip(id)?);
-            }
-            if let Some(vqvae) = self.reconstruct {
-                let batch = data::read_batch(self.shards, chunk)?;
-                clips = reconstruct(vqvae, &batch, embedder.device());
-            }
+            let clips = match self.reconstruct {
+                Some(vqvae) => {
+                    let batch = data::read_batch(self.shards, chunk)?;
+                    reconstruct(vqvae, &batch, embedder.device())
+                }
+                None => chunk
+                    .iter()
+                    .map(|&id| self.shards.clip(id))
+                    .collect::<videogpt_pipeline::Result<Vec<_>>>()?,
+            };
             let refs: Vec<&[u8]> = clips.iter().map(|c| c.as_slice()).collect();
             let logits = embedder.logits(&refs, shape, |k| bar.inc(k as u64))?;
             for (&id, row) in chunk.iter().zip(logits.chunks_exact(CLASSES)) {
@@ -281,14 +270,7 @@ pub fn compute_fvd(
             shape
         )));
     }
-    check_input([
-        1,
-        3,
-        shape[0],
-        super::i3d::RESOLUTION,
-        super::i3d::RESOLUTION,
-    ])
-    .map_err(|e| ModelError::Config(format!("{}: {e}", real.display())))?;
+    check_clips(shape).map_err(|e| ModelError::Config(format!("{}: {e}", real.display())))?;
     let embedder = Embedder::new(&options.weights, options.backend, options.batch_size)?;
     let vqvae = match &options.vqvae {
         Some(path) => {
