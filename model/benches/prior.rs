@@ -4,12 +4,15 @@
 //!
 //! - train step (forward + backward + AdamW) at batch 4: median of 5 steps
 //!   after 2 warm-ups; reference 3.56 s.
-//! - sampling with the KV cache, a whole 1024-token grid at batch 1 and 8:
-//!   tokens/s (batch x 1024 / seconds); reference 628 and 2,115 tokens/s.
+//! - sampling with the KV cache, a whole 1024-token grid at batch 1 and 8,
+//!   with the cache in f16 (the default) and in f32 (exact): tokens/s
+//!   (batch x 1024 / seconds), median of 5 grids after a warm-up;
+//!   reference 628 and 2,115 tokens/s (f32).
 //!
 //! Writes target/bench/prior.json and prints a table.
 //! Environment: PRIOR_BENCH_BACKEND=flex|wgpu (default flex),
-//! PRIOR_BENCH_SAMPLE_BATCHES=1,8, PRIOR_BENCH_SKIP_TRAIN=1 (sampling only).
+//! PRIOR_BENCH_SAMPLE_BATCHES=1,8, PRIOR_BENCH_KV=f16,f32,
+//! PRIOR_BENCH_REPEATS=5, PRIOR_BENCH_SKIP_TRAIN=1 (sampling only).
 
 mod common;
 
@@ -23,6 +26,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 use videogpt_model::backend::BackendKind;
 use videogpt_model::prior::{Condition, PriorConfig};
+use videogpt_model::prior::host_attention::KvPrecision;
 use videogpt_model::prior::sample::{SampleOptions, sample};
 use videogpt_model::prior::train::{PriorTrainOptions, optimizer};
 use videogpt_pipeline::rng::SplitMix64;
@@ -87,15 +91,17 @@ fn train_step(backend: BackendKind) -> BenchResult {
     }
 }
 
-fn sampling(backend: BackendKind, batch: usize) -> BenchResult {
+fn sampling(backend: BackendKind, batch: usize, kv_cache: KvPrecision, repeats: usize) -> BenchResult {
     let device = backend.device();
     let config = config();
     let prior = videogpt_model::backend::with_seed(&device, 0, || config.init(None, &device)).valid();
     let n = config.tokens();
-    let options = SampleOptions::default();
-    // One warm-up grid at a quarter length, then 2 measured full grids.
+    let options = SampleOptions { kv_cache, ..SampleOptions::default() };
+    // One warm-up grid at a quarter length, then `repeats` measured full
+    // grids: this machine's memory bandwidth varies from run to run, and
+    // sampling at batch 8 is bound by it.
     let _ = sample(&prior, n / 4, batch, &Condition::default(), &options, &device, |_| {});
-    let times: Vec<f64> = (0..2)
+    let times: Vec<f64> = (0..repeats)
         .map(|_| {
             let started = Instant::now();
             let _ = sample(&prior, n, batch, &Condition::default(), &options, &device, |_| {});
@@ -106,7 +112,7 @@ fn sampling(backend: BackendKind, batch: usize) -> BenchResult {
     let reference = if batch == 1 { 628.0 } else if batch == 8 { 2115.0 } else { f64::NAN };
     let rate = (batch * n) as f64 / s;
     BenchResult {
-        case: "sampling".into(),
+        case: format!("sampling, {kv_cache} KV"),
         backend: backend.to_string(),
         batch,
         tokens_per_sample: n,
@@ -136,16 +142,25 @@ fn main() {
     if std::env::var("PRIOR_BENCH_SKIP_TRAIN").map_or(true, |v| v != "1") {
         results.push(train_step(backend));
     }
+    let precisions: Vec<KvPrecision> = std::env::var("PRIOR_BENCH_KV")
+        .unwrap_or_else(|_| "f16,f32".into())
+        .split(',')
+        .map(|p| p.parse().expect("PRIOR_BENCH_KV"))
+        .collect();
+    let repeats: usize = std::env::var("PRIOR_BENCH_REPEATS")
+        .map_or(5, |r| r.parse().expect("PRIOR_BENCH_REPEATS"));
     for b in batches {
-        results.push(sampling(backend, b));
+        for &precision in &precisions {
+            results.push(sampling(backend, b, precision, repeats));
+        }
     }
     println!(
-        "{:<11} {:>5} {:>10} {:>14} {:>14} {:>9}",
+        "{:<20} {:>5} {:>10} {:>14} {:>14} {:>9}",
         "case", "batch", "seconds", "ours", "reference", "ratio"
     );
     for r in &results {
         println!(
-            "{:<11} {:>5} {:>10.3} {:>14} {:>14} {:>8.2}x",
+            "{:<20} {:>5} {:>10.3} {:>14} {:>14} {:>8.2}x",
             r.case,
             r.batch,
             r.median_s,

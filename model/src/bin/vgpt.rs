@@ -12,6 +12,7 @@ use videogpt_model::eval::eval_vqvae;
 use videogpt_model::fvd::{Distance, FvdOptions, compute_fvd};
 use videogpt_model::patches::write_code_patches;
 use videogpt_model::prior::generate::{GenerateOptions, generate};
+use videogpt_model::prior::host_attention::KvPrecision;
 use videogpt_model::prior::sample::SampleOptions;
 use videogpt_model::prior::context::FrameEncoderConfig;
 use videogpt_model::prior::train::{Conditioning, PriorTrainOptions, train_prior};
@@ -177,6 +178,10 @@ enum Command {
         top_p: Option<f64>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How the CPU keeps cached keys and values: f16 (half the memory
+        /// traffic, logits within about 1e-3) or f32 (exact).
+        #[arg(long, default_value_t = KvPrecision::F16)]
+        kv_cache: KvPrecision,
         /// Class of the samples (class-conditional priors).
         #[arg(long)]
         label: Option<i32>,
@@ -554,6 +559,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             top_k,
             top_p,
             seed,
+            kv_cache,
             label,
             actions,
             context_clip,
@@ -576,7 +582,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let out = out.unwrap_or_else(|| prior.join("samples").join(format!("seed-{seed}")));
             let options = GenerateOptions {
                 batch,
-                sample: SampleOptions { temperature, top_k, top_p, seed },
+                sample: SampleOptions { temperature, top_k, top_p, seed, kv_cache },
                 label,
                 actions,
                 context_clip,

@@ -4,7 +4,10 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor, s};
+use burn::tensor::{Bool, Device, Tensor, TensorData, s};
+
+use super::host_attention::{HostKvCache, KvPrecision};
+use crate::data;
 
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
@@ -21,16 +24,29 @@ pub struct CausalSelfAttention {
 ///
 /// The keys and values live in buffers with room to spare (doubled when
 /// full) and new positions are written in place, so a sampling step costs
-/// O(1) copies instead of reallocating the whole cache per token.
+/// O(1) copies instead of reallocating the whole cache per token. On the
+/// CPU (flex, no autodiff) they live on the host instead and attention runs
+/// there in one pass ([`HostKvCache`]).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     keys: Option<Tensor<4>>,
     values: Option<Tensor<4>>,
+    host: Option<HostKvCache>,
+    /// How the host cache stores keys and values.
+    precision: KvPrecision,
     len: usize,
     pub(crate) cross: Option<[Tensor<4>; 2]>,
 }
 
 impl KvCache {
+    /// An empty cache; `precision` applies where the cache lives on the host.
+    pub fn new(precision: KvPrecision) -> Self {
+        Self {
+            precision,
+            ..Self::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -124,8 +140,18 @@ impl CausalSelfAttention {
     /// needed; for m > 1 the new positions are masked causally among
     /// themselves.
     pub fn forward_cached(&self, x: Tensor<3>, cache: &mut KvCache) -> Tensor<3> {
-        let m = x.dims()[1];
+        let [b, m, width] = x.dims();
         let device = x.device();
+        if device == Device::flex() && cache.keys.is_none() {
+            let d = width / self.heads;
+            let precision = cache.precision;
+            let host = cache.host.get_or_insert_with(|| HostKvCache::new(b, self.heads, d, precision));
+            assert!(host.fits(b, self.heads, d), "the cache was made for another batch or layer");
+            let y = host.append_and_attend(&data::float_values(self.qkv.forward(x)), m);
+            cache.len = host.len();
+            let y = Tensor::from_data(TensorData::new(y, [b, m, width]), &device);
+            return self.residual_dropout.forward(self.out.forward(y));
+        }
         let [q, k, v] = self.project(x);
         let (keys, values) = cache.append(k, v);
         let mask = (m > 1).then(|| {

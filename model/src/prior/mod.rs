@@ -13,6 +13,7 @@ pub mod attention;
 pub mod block;
 pub mod context;
 pub mod generate;
+pub mod host_attention;
 pub mod norm;
 pub mod sample;
 pub mod train;
@@ -304,9 +305,10 @@ impl Prior {
             .forward(logits.reshape([b * n, codes]), tokens.reshape([b * n]))
     }
 
-    /// Fresh caches, one per block.
-    pub fn empty_caches(&self) -> Vec<KvCache> {
-        vec![KvCache::default(); self.blocks.len()]
+    /// Fresh caches, one per block. `precision`: how the CPU (flex) keeps
+    /// cached keys and values; other devices keep them as tensors.
+    pub fn empty_caches(&self, precision: host_attention::KvPrecision) -> Vec<KvCache> {
+        vec![KvCache::new(precision); self.blocks.len()]
     }
 
     /// Logits `[b, codes]` for position `i = caches' length`, given the
@@ -415,19 +417,21 @@ mod tests {
         let n = config.tokens();
         let values: Vec<i64> = (0..2 * n as i64).map(|i| (i * 7 + 3) % 16).collect();
         let cond = Condition::vector(Prior::condition(&config, Some(&[0, 1]), None, 2, &device));
-        let full = prior.forward(tokens(values.clone(), 2, &device), &cond);
+        let full = data::float_values(prior.forward(tokens(values.clone(), 2, &device), &cond));
         let cond = prior.encode_condition(&cond);
-        let mut caches = prior.empty_caches();
-        let mut steps = Vec::new();
-        for i in 0..n {
-            let previous = (i > 0).then(|| {
-                tokens(vec![values[i - 1], values[n + i - 1]], 2, &device)
-            });
-            steps.push(prior.step(previous, 2, &cond, &mut caches).unsqueeze_dim::<3>(1));
+        // f32: exact up to summation order. f16 rounds the cached keys and
+        // values to 11 significant bits; the logits here are of order 1.
+        for (precision, tolerance) in [(host_attention::KvPrecision::F32, 1e-4), (host_attention::KvPrecision::F16, 5e-3)] {
+            let mut caches = prior.empty_caches(precision);
+            let mut steps = Vec::new();
+            for i in 0..n {
+                let previous = (i > 0).then(|| tokens(vec![values[i - 1], values[n + i - 1]], 2, &device));
+                steps.push(prior.step(previous, 2, &cond, &mut caches).unsqueeze_dim::<3>(1));
+            }
+            let cached = data::float_values(Tensor::cat(steps, 1));
+            let worst = full.iter().zip(&cached).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < tolerance, "{precision} cache: logits differ by {worst}");
         }
-        let cached = Tensor::cat(steps, 1);
-        full.into_data()
-            .assert_approx_eq::<f32>(&cached.into_data(), Tolerance::absolute(1e-4));
     }
 
     #[test]
@@ -456,7 +460,7 @@ mod tests {
 
         // The cached path (memory encoded once) equals the full pass.
         let encoded = prior.encode_condition(&cond);
-        let mut caches = prior.empty_caches();
+        let mut caches = prior.empty_caches(host_attention::KvPrecision::F32);
         let mut steps = Vec::new();
         for i in 0..n {
             let previous = (i > 0).then(|| tokens(vec![values[i - 1], values[n + i - 1]], 2, &device));

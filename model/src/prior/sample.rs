@@ -6,6 +6,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use videogpt_pipeline::rng::SplitMix64;
 
+use super::host_attention::KvPrecision;
 use super::{Condition, EncodedCondition, Prior};
 use crate::data;
 
@@ -17,6 +18,10 @@ pub struct SampleOptions {
     /// Keep the smallest set of codes whose probability reaches p.
     pub top_p: Option<f64>,
     pub seed: u64,
+    /// How the CPU sampler stores cached keys and values (f16: half the
+    /// memory traffic; f32: exact). Other devices keep f32 tensors.
+    #[serde(default)]
+    pub kv_cache: KvPrecision,
 }
 
 impl Default for SampleOptions {
@@ -27,6 +32,7 @@ impl Default for SampleOptions {
             top_k: None,
             top_p: None,
             seed: 0,
+            kv_cache: KvPrecision::default(),
         }
     }
 }
@@ -34,6 +40,9 @@ impl Default for SampleOptions {
 /// Draws one code from `logits` (one row).
 pub fn draw(logits: &[f32], options: &SampleOptions, rng: &mut SplitMix64) -> usize {
     let t = options.temperature.max(1e-6);
+    if options.top_k.is_none() && options.top_p.is_none() {
+        return draw_untruncated(logits, t, rng);
+    }
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     let keep = options.top_k.unwrap_or(order.len()).clamp(1, order.len());
@@ -66,6 +75,23 @@ pub fn draw(logits: &[f32], options: &SampleOptions, rng: &mut SplitMix64) -> us
         }
     }
     order[order.len() - 1]
+}
+
+/// Without truncation no order is needed: the cumulative sum runs over
+/// the codes in index order (no sort of every row at every step).
+fn draw_untruncated(logits: &[f32], temperature: f64, rng: &mut SplitMix64) -> usize {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - top) / temperature).exp()).collect();
+    let target = rng.next_f64() * weights.iter().sum::<f64>();
+    let mut acc = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if target < acc {
+            return i;
+        }
+    }
+    // Rounding left the target at the very end: the last code with weight.
+    weights.iter().rposition(|&w| w > 0.0).unwrap_or(logits.len() - 1)
 }
 
 /// `batch` samples of the whole grid, `[batch * n]` tokens in raster order.
@@ -136,7 +162,7 @@ fn sample_rows(
         .clone()
         .map(|row| SplitMix64::for_item(options.seed, "prior-sample", row as u64))
         .collect();
-    let mut caches = prior.empty_caches();
+    let mut caches = prior.empty_caches(options.kv_cache);
     let mut out = vec![0u16; batch * tokens_per_sample];
     let mut previous: Option<Tensor<2, Int>> = None;
     for i in 0..tokens_per_sample {
