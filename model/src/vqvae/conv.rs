@@ -11,7 +11,10 @@
 use burn::module::Module;
 use burn::nn::PaddingConfig3d;
 use burn::nn::conv::{Conv3d, Conv3dConfig, ConvTranspose3d, ConvTranspose3dConfig};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor};
+
+use super::flex_conv::{conv_transpose3d_fast_weight_grad, conv3d_fast_weight_grad};
 
 /// `(before, after)` padding per axis for kernel `k` and stride `s`.
 pub fn same_padding(kernel: usize, stride: usize) -> (usize, usize) {
@@ -22,6 +25,11 @@ pub fn same_padding(kernel: usize, stride: usize) -> (usize, usize) {
 #[derive(Module, Debug)]
 pub struct SamePadConv3d {
     conv: Conv3d,
+    /// Stride and the padding given to the convolution itself.
+    #[module(skip)]
+    stride: [usize; 3],
+    #[module(skip)]
+    conv_padding: [usize; 3],
     /// Padding applied to the input before a valid convolution; all zero when
     /// the convolution pads by itself.
     #[module(skip)]
@@ -38,13 +46,14 @@ impl SamePadConv3d {
     ) -> Self {
         let pads = stride.map(|s| same_padding(kernel, s));
         let symmetric = pads.iter().all(|(a, b)| a == b);
-        let (padding, input_padding) = if symmetric {
+        let (padding, input_padding, conv_padding) = if symmetric {
             (
                 PaddingConfig3d::Explicit(pads[0].0, pads[1].0, pads[2].0),
                 [(0, 0); 3],
+                pads.map(|p| p.0),
             )
         } else {
-            (PaddingConfig3d::Valid, pads)
+            (PaddingConfig3d::Valid, pads, [0; 3])
         };
         let conv = Conv3dConfig::new(channels, [kernel; 3])
             .with_stride(stride)
@@ -53,6 +62,8 @@ impl SamePadConv3d {
             .init(device);
         Self {
             conv,
+            stride,
+            conv_padding,
             input_padding,
         }
     }
@@ -64,12 +75,17 @@ impl SamePadConv3d {
 
     /// `[b, c_in, t, h, w] -> [b, c_out, ceil(t/s_t), ceil(h/s_h), ceil(w/s_w)]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        if self.input_padding == [(0, 0); 3] {
-            self.conv.forward(x)
+        let x = if self.input_padding == [(0, 0); 3] {
+            x
         } else {
-            self.conv
-                .forward(x.pad(self.input_padding, burn::tensor::ops::PadMode::Constant(0.0)))
-        }
+            x.pad(self.input_padding, burn::tensor::ops::PadMode::Constant(0.0))
+        };
+        conv3d_fast_weight_grad(
+            x,
+            self.conv.weight.val(),
+            self.conv.bias.as_ref().map(|b| b.val()),
+            ConvOptions::new(self.stride, self.conv_padding, [1, 1, 1], 1),
+        )
     }
 }
 
@@ -102,7 +118,12 @@ impl SamePadConvTranspose3d {
     /// `[b, c_in, t, h, w] -> [b, c_out, t*s_t, h*s_h, w*s_w]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [_, _, t, h, w] = x.dims();
-        let mut y = self.conv.forward(x);
+        let mut y = conv_transpose3d_fast_weight_grad(
+            x,
+            self.conv.weight.val(),
+            self.conv.bias.as_ref().map(|b| b.val()),
+            ConvTransposeOptions::new(self.stride, [1, 1, 1], [0, 0, 0], [1, 1, 1], 1),
+        );
         for (axis, (n, s)) in [(t, self.stride[0]), (h, self.stride[1]), (w, self.stride[2])]
             .into_iter()
             .enumerate()

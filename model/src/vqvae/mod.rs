@@ -14,6 +14,7 @@ pub mod codebook;
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
+pub mod flex_conv;
 pub mod residual;
 
 use burn::config::Config;
