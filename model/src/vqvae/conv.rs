@@ -25,11 +25,6 @@ pub fn same_padding(kernel: usize, stride: usize) -> (usize, usize) {
 #[derive(Module, Debug)]
 pub struct SamePadConv3d {
     conv: Conv3d,
-    /// Stride and the padding given to the convolution itself.
-    #[module(skip)]
-    stride: [usize; 3],
-    #[module(skip)]
-    conv_padding: [usize; 3],
     /// Padding applied to the input before a valid convolution; all zero when
     /// the convolution pads by itself.
     #[module(skip)]
@@ -46,14 +41,13 @@ impl SamePadConv3d {
     ) -> Self {
         let pads = stride.map(|s| same_padding(kernel, s));
         let symmetric = pads.iter().all(|(a, b)| a == b);
-        let (padding, input_padding, conv_padding) = if symmetric {
+        let (padding, input_padding) = if symmetric {
             (
                 PaddingConfig3d::Explicit(pads[0].0, pads[1].0, pads[2].0),
                 [(0, 0); 3],
-                pads.map(|p| p.0),
             )
         } else {
-            (PaddingConfig3d::Valid, pads, [0; 3])
+            (PaddingConfig3d::Valid, pads)
         };
         let conv = Conv3dConfig::new(channels, [kernel; 3])
             .with_stride(stride)
@@ -62,8 +56,6 @@ impl SamePadConv3d {
             .init(device);
         Self {
             conv,
-            stride,
-            conv_padding,
             input_padding,
         }
     }
@@ -80,11 +72,17 @@ impl SamePadConv3d {
         } else {
             x.pad(self.input_padding, burn::tensor::ops::PadMode::Constant(0.0))
         };
+        let conv = &self.conv;
+        let padding = match conv.padding {
+            PaddingConfig3d::Explicit(t, h, w) => [t, h, w],
+            PaddingConfig3d::Valid => [0; 3],
+            PaddingConfig3d::Same => unreachable!("SamePadConv3d pads explicitly or not at all"),
+        };
         conv3d_fast_weight_grad(
             x,
-            self.conv.weight.val(),
-            self.conv.bias.as_ref().map(|b| b.val()),
-            ConvOptions::new(self.stride, self.conv_padding, [1, 1, 1], 1),
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups),
         )
     }
 }
@@ -118,11 +116,12 @@ impl SamePadConvTranspose3d {
     /// `[b, c_in, t, h, w] -> [b, c_out, t*s_t, h*s_h, w*s_w]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [_, _, t, h, w] = x.dims();
+        let conv = &self.conv;
         let mut y = conv_transpose3d_fast_weight_grad(
             x,
-            self.conv.weight.val(),
-            self.conv.bias.as_ref().map(|b| b.val()),
-            ConvTransposeOptions::new(self.stride, [1, 1, 1], [0, 0, 0], [1, 1, 1], 1),
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            ConvTransposeOptions::new(conv.stride, conv.padding, conv.padding_out, conv.dilation, conv.groups),
         );
         for (axis, (n, s)) in [(t, self.stride[0]), (h, self.stride[1]), (w, self.stride[2])]
             .into_iter()

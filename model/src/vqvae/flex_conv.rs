@@ -25,6 +25,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 type FlexAd = Autodiff<Flex>;
+type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
 
 /// `conv3d(x, weight, bias, options)` (groups 1, dilation 1), with the
 /// fast weight gradient where `x` and `weight` are flex autodiff tensors.
@@ -34,23 +35,8 @@ pub fn conv3d_fast_weight_grad(
     bias: Option<Tensor<1>>,
     options: ConvOptions<3>,
 ) -> Tensor<5> {
-    if options.groups != 1 || options.dilation != [1, 1, 1] || x.dtype() != DType::F32 {
-        return conv3d(x, weight, bias, options);
-    }
-    let (Ok(x_ad), Ok(w_ad)) = (
-        x.clone().try_into_primitive::<FlexAd>(),
-        weight.clone().try_into_primitive::<FlexAd>(),
-    ) else {
-        return conv3d(x, weight, bias, options);
-    };
-    let y = Tensor::<5>::from_primitive::<FlexAd>(conv3d_op(x_ad, w_ad, options));
-    match bias {
-        Some(b) => {
-            let c = b.dims()[0];
-            y + b.reshape([1, c, 1, 1, 1])
-        }
-        None => y,
-    }
+    let eligible = options.groups == 1 && options.dilation == [1, 1, 1];
+    with_fast_weight_grad::<Conv>(x, weight, bias, options, eligible, conv3d)
 }
 
 /// `conv_transpose3d(x, weight, bias, options)` (groups 1, dilation 1, no
@@ -61,20 +47,106 @@ pub fn conv_transpose3d_fast_weight_grad(
     bias: Option<Tensor<1>>,
     options: ConvTransposeOptions<3>,
 ) -> Tensor<5> {
-    let plain = options.groups != 1
-        || options.dilation != [1, 1, 1]
-        || options.padding_out != [0, 0, 0]
-        || x.dtype() != DType::F32;
-    if plain {
-        return conv_transpose3d(x, weight, bias, options);
+    let eligible =
+        options.groups == 1 && options.dilation == [1, 1, 1] && options.padding_out == [0, 0, 0];
+    with_fast_weight_grad::<ConvTranspose>(x, weight, bias, options, eligible, conv_transpose3d)
+}
+
+/// A kind of convolution: flex's forward pass and input gradient, and the
+/// operands of its weight gradient.
+trait ConvKind: Send + Sync + std::fmt::Debug + 'static {
+    type Options: Clone + Send + Sync + std::fmt::Debug + 'static;
+    fn forward(x: FlexTensor, weight: FlexTensor, options: Self::Options) -> FlexTensor;
+    fn input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: Self::Options,
+    ) -> FlexTensor;
+    /// [`weight_gradient`] for this kind; `kernel` is the weight's `[kd, kh, kw]`.
+    fn weight_grad(
+        x: &FlexTensor,
+        grad: &FlexTensor,
+        kernel: [usize; 3],
+        options: &Self::Options,
+    ) -> Vec<f32>;
+}
+
+#[derive(Debug)]
+struct Conv;
+
+impl ConvKind for Conv {
+    type Options = ConvOptions<3>;
+    fn forward(x: FlexTensor, weight: FlexTensor, options: Self::Options) -> FlexTensor {
+        Flex::conv3d(x, weight, None, options)
+    }
+    fn input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: Self::Options,
+    ) -> FlexTensor {
+        Flex::conv3d_x_backward(x, weight, grad, options)
+    }
+    fn weight_grad(
+        x: &FlexTensor,
+        grad: &FlexTensor,
+        kernel: [usize; 3],
+        options: &Self::Options,
+    ) -> Vec<f32> {
+        weight_gradient(x, grad, kernel, options.stride, options.padding_begin())
+    }
+}
+
+#[derive(Debug)]
+struct ConvTranspose;
+
+impl ConvKind for ConvTranspose {
+    type Options = ConvTransposeOptions<3>;
+    fn forward(x: FlexTensor, weight: FlexTensor, options: Self::Options) -> FlexTensor {
+        Flex::conv_transpose3d(x, weight, None, options)
+    }
+    fn input_grad(
+        _x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: Self::Options,
+    ) -> FlexTensor {
+        Flex::conv_transpose3d_x_backward(weight, grad, options)
+    }
+    /// Weight `[C_in, C_out, k..]`: the sum's "input" is the output
+    /// gradient, and its "output gradient" is x.
+    fn weight_grad(
+        x: &FlexTensor,
+        grad: &FlexTensor,
+        kernel: [usize; 3],
+        options: &Self::Options,
+    ) -> Vec<f32> {
+        weight_gradient(grad, x, kernel, options.stride, options.padding)
+    }
+}
+
+/// `K`'s convolution through the custom op where it applies (an eligible
+/// f32 convolution of flex autodiff tensors), else `plain`. The bias is
+/// added outside the op, so autodiff handles its gradient.
+fn with_fast_weight_grad<K: ConvKind>(
+    x: Tensor<5>,
+    weight: Tensor<5>,
+    bias: Option<Tensor<1>>,
+    options: K::Options,
+    eligible: bool,
+    plain: fn(Tensor<5>, Tensor<5>, Option<Tensor<1>>, K::Options) -> Tensor<5>,
+) -> Tensor<5> {
+    if !eligible || x.dtype() != DType::F32 {
+        return plain(x, weight, bias, options);
     }
     let (Ok(x_ad), Ok(w_ad)) = (
         x.clone().try_into_primitive::<FlexAd>(),
         weight.clone().try_into_primitive::<FlexAd>(),
     ) else {
-        return conv_transpose3d(x, weight, bias, options);
+        return plain(x, weight, bias, options);
     };
-    let y = Tensor::<5>::from_primitive::<FlexAd>(conv_transpose3d_op(x_ad, w_ad, options));
+    let y = Tensor::<5>::from_primitive::<FlexAd>(fast_weight_grad_op::<K>(x_ad, w_ad, options));
     match bias {
         Some(b) => {
             let c = b.dims()[0];
@@ -84,75 +156,13 @@ pub fn conv_transpose3d_fast_weight_grad(
     }
 }
 
+/// The autodiff op: `K`'s forward pass, with [`ConvKind::weight_grad`]
+/// and [`ConvKind::input_grad`] as its backward pass.
 #[derive(Debug)]
-struct ConvTranspose3dOp;
+struct FastWeightGrad<K>(std::marker::PhantomData<K>);
 
-impl Backward<Flex, 2> for ConvTranspose3dOp {
-    type State = (NodeId, NodeId, ConvTransposeOptions<3>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-        let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
-        if let Some(node) = node_weight {
-            // weight [C_in, C_out, k..]: the gradient's "input" is the output
-            // gradient, its "output gradient" is x.
-            let shape: [usize; 5] = weight.layout().shape().dims();
-            let [_, _, kd, kh, kw] = shape;
-            let dw = weight_gradient(&grad, &x, [kd, kh, kw], options.stride, options.padding);
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, shape)));
-        }
-        if let Some(node) = node_x {
-            grads.register::<Flex>(
-                node.id,
-                Flex::conv_transpose3d_x_backward(weight, grad, options),
-            );
-        }
-    }
-}
-
-fn conv_transpose3d_op(
-    x: <FlexAd as BackendTypes>::FloatTensorPrimitive,
-    weight: <FlexAd as BackendTypes>::FloatTensorPrimitive,
-    options: ConvTransposeOptions<3>,
-) -> <FlexAd as BackendTypes>::FloatTensorPrimitive {
-    match ConvTranspose3dOp
-        .prepare::<NoCheckpointing>([x.node(), weight.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let weight_state = prep.checkpoint(&weight);
-            let y = Flex::conv_transpose3d(
-                x.primitive().clone(),
-                weight.primitive().clone(),
-                None,
-                options.clone(),
-            );
-            prep.finish((x_state, weight_state, options), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(Flex::conv_transpose3d(
-            x.primitive().clone(),
-            weight.primitive().clone(),
-            None,
-            options,
-        )),
-    }
-}
-
-#[derive(Debug)]
-struct Conv3dOp;
-
-impl Backward<Flex, 2> for Conv3dOp {
-    type State = (NodeId, NodeId, ConvOptions<3>);
+impl<K: ConvKind> Backward<Flex, 2> for FastWeightGrad<K> {
+    type State = (NodeId, NodeId, K::Options);
 
     fn backward(
         self,
@@ -168,27 +178,22 @@ impl Backward<Flex, 2> for Conv3dOp {
         if let Some(node) = node_weight {
             let shape: [usize; 5] = weight.layout().shape().dims();
             let [_, _, kd, kh, kw] = shape;
-            let dw = weight_gradient(
-                &x,
-                &grad,
-                [kd, kh, kw],
-                options.stride,
-                options.padding_begin(),
-            );
+            let dw = K::weight_grad(&x, &grad, [kd, kh, kw], &options);
             grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, shape)));
         }
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, Flex::conv3d_x_backward(x, weight, grad, options));
+            grads.register::<Flex>(node.id, K::input_grad(x, weight, grad, options));
         }
     }
 }
 
-fn conv3d_op(
-    x: <FlexAd as BackendTypes>::FloatTensorPrimitive,
-    weight: <FlexAd as BackendTypes>::FloatTensorPrimitive,
-    options: ConvOptions<3>,
-) -> <FlexAd as BackendTypes>::FloatTensorPrimitive {
-    match Conv3dOp
+fn fast_weight_grad_op<K: ConvKind>(
+    x: AdPrimitive,
+    weight: AdPrimitive,
+    options: K::Options,
+) -> AdPrimitive {
+    let forward = |options| K::forward(x.primitive().clone(), weight.primitive().clone(), options);
+    match FastWeightGrad::<K>(std::marker::PhantomData)
         .prepare::<NoCheckpointing>([x.node(), weight.node()])
         .compute_bound()
         .stateful()
@@ -196,20 +201,10 @@ fn conv3d_op(
         OpsKind::Tracked(mut prep) => {
             let x_state = prep.checkpoint(&x);
             let weight_state = prep.checkpoint(&weight);
-            let y = Flex::conv3d(
-                x.primitive().clone(),
-                weight.primitive().clone(),
-                None,
-                options.clone(),
-            );
+            let y = forward(options.clone());
             prep.finish((x_state, weight_state, options), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(Flex::conv3d(
-            x.primitive().clone(),
-            weight.primitive().clone(),
-            None,
-            options,
-        )),
+        OpsKind::UnTracked(prep) => prep.finish(forward(options)),
     }
 }
 
