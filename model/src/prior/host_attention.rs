@@ -49,18 +49,72 @@ impl std::fmt::Display for KvPrecision {
     }
 }
 
-/// Per row and head, `len * d` values, position-major.
+/// Per row and head, `len * d` elements, position-major.
+#[derive(Debug, Clone)]
+struct Buffers<E> {
+    keys: Vec<Vec<E>>,
+    values: Vec<Vec<E>>,
+}
+
+impl<E: Element> Buffers<E> {
+    fn new(slots: usize) -> Self {
+        Self {
+            keys: vec![Vec::new(); slots],
+            values: vec![Vec::new(); slots],
+        }
+    }
+
+    /// [`HostKvCache::append_and_attend`] for `before` cached positions.
+    fn append_and_attend(
+        &mut self,
+        qkv: &[f32],
+        m: usize,
+        [rows, heads, d]: [usize; 3],
+        before: usize,
+    ) -> Vec<f32> {
+        let width = heads * d;
+        let part = |row: usize, p: usize, which: usize, head: usize| {
+            let start = ((row * m + p) * 3 + which) * width + head * d;
+            &qkv[start..start + d]
+        };
+        for row in 0..rows {
+            for head in 0..heads {
+                let slot = row * heads + head;
+                for p in 0..m {
+                    self.keys[slot].extend(part(row, p, 1, head).iter().map(|&x| E::from_f32(x)));
+                    self.values[slot].extend(part(row, p, 2, head).iter().map(|&x| E::from_f32(x)));
+                }
+            }
+        }
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut out = vec![0f32; rows * m * width];
+        // The CPU sampler already runs one row group per core.
+        let mut scores = Vec::with_capacity(before + m);
+        for (row, out) in out.chunks_mut(m * width).enumerate() {
+            for head in 0..heads {
+                let slot = row * heads + head;
+                for p in 0..m {
+                    let visible = (before + p + 1) * d;
+                    attend_one(
+                        part(row, p, 0, head),
+                        &self.keys[slot][..visible],
+                        &self.values[slot][..visible],
+                        scale,
+                        &mut scores,
+                        &mut out[p * width + head * d..p * width + (head + 1) * d],
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Store {
-    F32 {
-        keys: Vec<Vec<f32>>,
-        values: Vec<Vec<f32>>,
-    },
+    F32(Buffers<f32>),
     /// Half-float bit patterns.
-    F16 {
-        keys: Vec<Vec<u16>>,
-        values: Vec<Vec<u16>>,
-    },
+    F16(Buffers<u16>),
 }
 
 /// Keys and values of the positions decoded so far, per batch row and head.
@@ -77,14 +131,8 @@ impl HostKvCache {
     pub fn new(rows: usize, heads: usize, d: usize, precision: KvPrecision) -> Self {
         let slots = rows * heads;
         let store = match precision {
-            KvPrecision::F32 => Store::F32 {
-                keys: vec![Vec::new(); slots],
-                values: vec![Vec::new(); slots],
-            },
-            KvPrecision::F16 => Store::F16 {
-                keys: vec![Vec::new(); slots],
-                values: vec![Vec::new(); slots],
-            },
+            KvPrecision::F32 => Store::F32(Buffers::new(slots)),
+            KvPrecision::F16 => Store::F16(Buffers::new(slots)),
         };
         Self {
             rows,
@@ -115,76 +163,18 @@ impl HostKvCache {
     /// `[rows, m, heads * d]`: query `p` attends to every cached position
     /// and to the new positions up to and including `p` (causal).
     pub fn append_and_attend(&mut self, qkv: &[f32], m: usize) -> Vec<f32> {
-        let (rows, heads, d) = (self.rows, self.heads, self.d);
-        let width = heads * d;
+        let shape = [self.rows, self.heads, self.d];
         assert_eq!(
             qkv.len(),
-            rows * m * 3 * width,
+            self.rows * m * 3 * self.heads * self.d,
             "qkv is not [rows, m, 3, heads, d]"
         );
-        let part = |row: usize, p: usize, which: usize, head: usize| {
-            let start = ((row * m + p) * 3 + which) * width + head * d;
-            &qkv[start..start + d]
-        };
-        let slots = (0..rows).flat_map(|row| (0..heads).map(move |head| (row, head)));
-        for (slot, (row, head)) in slots.enumerate() {
-            for p in 0..m {
-                match &mut self.store {
-                    Store::F32 { keys, values } => {
-                        keys[slot].extend_from_slice(part(row, p, 1, head));
-                        values[slot].extend_from_slice(part(row, p, 2, head));
-                    }
-                    Store::F16 { keys, values } => {
-                        keys[slot].extend(
-                            part(row, p, 1, head)
-                                .iter()
-                                .map(|&x| half::f16::from_f32(x).to_bits()),
-                        );
-                        values[slot].extend(
-                            part(row, p, 2, head)
-                                .iter()
-                                .map(|&x| half::f16::from_f32(x).to_bits()),
-                        );
-                    }
-                }
-            }
-        }
         let before = self.len;
         self.len += m;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut out = vec![0f32; rows * m * width];
-        let store = &self.store;
-        // The CPU sampler already runs one row group per core.
-        let mut scores = Vec::with_capacity(before + m);
-        for (row, out) in out.chunks_mut(m * width).enumerate() {
-            for head in 0..heads {
-                let slot = row * heads + head;
-                for p in 0..m {
-                    let visible = (before + p + 1) * d;
-                    let q = part(row, p, 0, head);
-                    let out = &mut out[p * width + head * d..p * width + (head + 1) * d];
-                    match store {
-                        Store::F32 { keys, values } => attend_one(
-                            q,
-                            &keys[slot][..visible],
-                            &values[slot][..visible],
-                            scale,
-                            &mut scores,
-                            out,
-                        ),
-                        Store::F16 { keys, values } => attend_one(
-                            q,
-                            &keys[slot][..visible],
-                            &values[slot][..visible],
-                            scale,
-                            &mut scores,
-                            out,
-                        ),
-                    }
-                }
-            }
+        match &mut self.store {
+            Store::F32(buffers) => buffers.append_and_attend(qkv, m, shape, before),
+            Store::F16(buffers) => buffers.append_and_attend(qkv, m, shape, before),
         }
-        out
     }
 }
 
@@ -193,6 +183,7 @@ type Kernel<E> = unsafe fn(&[f32], &[E], &[E], f32, &mut Vec<f32>, &mut [f32]);
 
 /// Stored key/value elements: f32, or half-float bits.
 trait Element: Copy {
+    fn from_f32(x: f32) -> Self;
     fn to_f32(self) -> f32;
     /// The SIMD kernel for this element type.
     #[cfg(target_arch = "x86_64")]
@@ -200,6 +191,10 @@ trait Element: Copy {
 }
 
 impl Element for f32 {
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -209,6 +204,11 @@ impl Element for f32 {
 }
 
 impl Element for u16 {
+    /// Rounded to the nearest half float.
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        half::f16::from_f32(x).to_bits()
+    }
     #[inline(always)]
     fn to_f32(self) -> f32 {
         half::f16::from_bits(self).to_f32()
@@ -434,6 +434,15 @@ mod tests {
 
     fn rounded_to_half(x: &[f32]) -> Vec<f32> {
         x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+    }
+
+    #[test]
+    fn precision_parses_what_it_prints_and_names_a_bad_value() {
+        for precision in [KvPrecision::F16, KvPrecision::F32] {
+            assert_eq!(precision.to_string().parse::<KvPrecision>(), Ok(precision));
+        }
+        let err = "f8".parse::<KvPrecision>().unwrap_err();
+        assert!(err.contains("`f8`") && err.contains("f16 or f32"), "{err}");
     }
 
     #[test]
