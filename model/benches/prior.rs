@@ -4,7 +4,8 @@
 //!
 //! - train step (forward + backward + AdamW) at batch 4: median of 5 steps
 //!   after 2 warm-ups; reference 3.56 s.
-//! - sampling with the KV cache, a whole 1024-token grid at batch 1 and 8,
+//! - sampling with the KV cache (on flex the whole step runs on the host,
+//!   `prior/host_step.rs`), a whole 1024-token grid at batch 1 and 8,
 //!   with the cache in f16 (the default) and in f32 (exact): tokens/s
 //!   (batch x 1024 / seconds), median of 5 grids after a warm-up;
 //!   reference 628 and 2,115 tokens/s (f32).

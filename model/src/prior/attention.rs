@@ -11,11 +11,11 @@ use crate::data;
 
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
-    qkv: Linear,
-    out: Linear,
+    pub(super) qkv: Linear,
+    pub(super) out: Linear,
     attention_dropout: Dropout,
     residual_dropout: Dropout,
-    heads: usize,
+    pub(super) heads: usize,
 }
 
 /// Keys and values of the positions decoded so far, `[b, heads, n, d]`,

@@ -14,13 +14,13 @@ use super::norm::ConditionalLayerNorm;
 
 #[derive(Module, Debug)]
 pub struct Block {
-    norm_attention: ConditionalLayerNorm,
-    attention: CausalSelfAttention,
+    pub(super) norm_attention: ConditionalLayerNorm,
+    pub(super) attention: CausalSelfAttention,
     norm_cross: Option<ConditionalLayerNorm>,
-    cross: Option<CrossAttention>,
-    norm_mlp: ConditionalLayerNorm,
-    up: Linear,
-    down: Linear,
+    pub(super) cross: Option<CrossAttention>,
+    pub(super) norm_mlp: ConditionalLayerNorm,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
     dropout: Dropout,
 }
 

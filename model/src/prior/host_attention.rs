@@ -403,7 +403,11 @@ pub fn exp_approx(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     let underflow = x < -87.0;
     let x = x.max(-87.0);
-    let k = (x * LOG2_E).round();
+    // Round to nearest by the 1.5 * 2^23 trick: `f32::round` is a libm
+    // call where the caller is not compiled for SSE4.1 (the GELU of the
+    // host sampling step).
+    const ROUND: f32 = 12_582_912.0;
+    let k = (x * LOG2_E + ROUND) - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     let r2 = r * r;
     let p = 1.987_569_1e-4;

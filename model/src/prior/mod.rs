@@ -14,6 +14,8 @@ pub mod block;
 pub mod context;
 pub mod generate;
 pub mod host_attention;
+pub mod host_linear;
+pub mod host_step;
 pub mod norm;
 pub mod sample;
 pub mod train;

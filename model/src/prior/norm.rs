@@ -8,10 +8,13 @@ use burn::tensor::{Device, Tensor};
 
 #[derive(Module, Debug)]
 pub struct ConditionalLayerNorm {
-    norm: LayerNorm,
-    gain: Option<Linear>,
-    bias: Option<Linear>,
+    pub(super) norm: LayerNorm,
+    pub(super) gain: Option<Linear>,
+    pub(super) bias: Option<Linear>,
 }
+
+/// The layer norm's epsilon (burn's default, and the reference's).
+pub(super) const EPSILON: f64 = 1e-5;
 
 impl ConditionalLayerNorm {
     /// `condition`: the width of the condition vector, when there is one.
@@ -23,7 +26,7 @@ impl ConditionalLayerNorm {
                 .init(device)
         };
         Self {
-            norm: LayerNormConfig::new(width).init(device),
+            norm: LayerNormConfig::new(width).with_epsilon(EPSILON).init(device),
             gain: condition.map(linear),
             bias: condition.map(linear),
         }

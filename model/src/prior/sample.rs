@@ -6,7 +6,9 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use videogpt_pipeline::rng::SplitMix64;
 
+use super::attention::KvCache;
 use super::host_attention::KvPrecision;
+use super::host_step::{HostPrior, HostState};
 use super::{Condition, EncodedCondition, Prior};
 use crate::data;
 
@@ -100,7 +102,9 @@ fn draw_untruncated(logits: &[f32], temperature: f64, rng: &mut SplitMix64) -> u
 /// tokens do not depend on the batch it is sampled in. On the CPU the rows
 /// are split into one contiguous group per core, each sampled on its own
 /// thread: one token step is a handful of tiny matrix products, which keep
-/// one core busy but not two. `on_token` sees the first group's progress.
+/// one core busy but not two; and unless the prior reads conditioning
+/// frames, the whole step runs on the host ([`HostPrior`]). `on_token`
+/// sees the first group's progress.
 pub fn sample(
     prior: &Prior,
     tokens_per_sample: usize,
@@ -112,33 +116,39 @@ pub fn sample(
 ) -> Vec<u16> {
     // Conditioning frames go through the encoder once per sample.
     let condition = prior.encode_condition(condition);
+    let on_cpu = *device == Device::flex();
+    let host = on_cpu.then(|| HostPrior::new(prior, &condition)).flatten();
+    let host = host.as_ref();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parts = if *device == Device::flex() { cores.min(batch).max(1) } else { 1 };
+    let parts = if on_cpu { cores.min(batch).max(1) } else { 1 };
     let groups: Vec<std::ops::Range<usize>> = (0..parts)
         .map(|g| (g * batch / parts)..((g + 1) * batch / parts))
         .collect();
+    let stepper = |rows: std::ops::Range<usize>| match host {
+        Some(host) => Stepper::Host {
+            prior: host,
+            state: host.state(rows, options.kv_cache),
+        },
+        None => Stepper::Burn {
+            prior,
+            condition: condition.rows(rows.clone()),
+            batch: rows.len(),
+            caches: prior.empty_caches(options.kv_cache),
+            device,
+            logits: Vec::new(),
+        },
+    };
     let mut out = vec![0u16; batch * tokens_per_sample];
     std::thread::scope(|scope| {
         let handles: Vec<_> = groups[1..]
             .iter()
             .map(|rows| {
-                let rows = rows.clone();
-                let condition = condition.rows(rows.clone());
-                scope.spawn(move || {
-                    sample_rows(prior, tokens_per_sample, rows, &condition, options, device, |_| {})
-                })
+                let (rows, stepper) = (rows.clone(), stepper(rows.clone()));
+                scope.spawn(move || sample_rows(stepper, tokens_per_sample, rows, options, |_| {}))
             })
             .collect();
         let first = groups[0].clone();
-        let mut parts = vec![sample_rows(
-            prior,
-            tokens_per_sample,
-            first.clone(),
-            &condition.rows(first),
-            options,
-            device,
-            &mut on_token,
-        )];
+        let mut parts = vec![sample_rows(stepper(first.clone()), tokens_per_sample, first, options, &mut on_token)];
         parts.extend(handles.into_iter().map(|h| h.join().expect("a sampling thread panicked")));
         for (rows, tokens) in groups.iter().zip(parts) {
             out[rows.start * tokens_per_sample..rows.end * tokens_per_sample].copy_from_slice(&tokens);
@@ -147,14 +157,54 @@ pub fn sample(
     out
 }
 
+/// Logits for one step of a row group: the whole step on the host where
+/// it can run there ([`HostPrior`]), else through burn with the cache.
+enum Stepper<'a> {
+    Host {
+        prior: &'a HostPrior,
+        state: HostState,
+    },
+    Burn {
+        prior: &'a Prior,
+        condition: EncodedCondition,
+        batch: usize,
+        caches: Vec<KvCache>,
+        device: &'a Device,
+        logits: Vec<f32>,
+    },
+}
+
+impl Stepper<'_> {
+    /// `[rows, codes]` logits at the next position given each row's
+    /// previous token (`None` at position 0).
+    fn logits(&mut self, previous: Option<&[u16]>) -> &[f32] {
+        match self {
+            Stepper::Host { prior, state } => prior.step(previous, state),
+            Stepper::Burn {
+                prior,
+                condition,
+                batch,
+                caches,
+                device,
+                logits,
+            } => {
+                let previous = previous.map(|tokens| {
+                    let values: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+                    Tensor::<2, Int>::from_data(TensorData::new(values, [tokens.len(), 1]), *device)
+                });
+                *logits = data::float_values(prior.step(previous, *batch, condition, caches));
+                logits
+            }
+        }
+    }
+}
+
 /// Samples the batch rows `rows` (their condition already narrowed to them).
 fn sample_rows(
-    prior: &Prior,
+    mut stepper: Stepper<'_>,
     tokens_per_sample: usize,
     rows: std::ops::Range<usize>,
-    condition: &EncodedCondition,
     options: &SampleOptions,
-    device: &Device,
     mut on_token: impl FnMut(usize),
 ) -> Vec<u16> {
     let batch = rows.len();
@@ -162,21 +212,15 @@ fn sample_rows(
         .clone()
         .map(|row| SplitMix64::for_item(options.seed, "prior-sample", row as u64))
         .collect();
-    let mut caches = prior.empty_caches(options.kv_cache);
     let mut out = vec![0u16; batch * tokens_per_sample];
-    let mut previous: Option<Tensor<2, Int>> = None;
+    let mut next = vec![0u16; batch];
     for i in 0..tokens_per_sample {
-        let logits = data::float_values(prior.step(previous.take(), batch, condition, &mut caches));
+        let logits = stepper.logits((i > 0).then_some(&next[..]));
         let codes = logits.len() / batch;
-        let next: Vec<i64> = rngs
-            .iter_mut()
-            .enumerate()
-            .map(|(row, rng)| draw(&logits[row * codes..(row + 1) * codes], options, rng) as i64)
-            .collect();
-        for (row, &code) in next.iter().enumerate() {
-            out[row * tokens_per_sample + i] = code as u16;
+        for (row, rng) in rngs.iter_mut().enumerate() {
+            next[row] = draw(&logits[row * codes..(row + 1) * codes], options, rng) as u16;
+            out[row * tokens_per_sample + i] = next[row];
         }
-        previous = Some(Tensor::from_data(TensorData::new(next, [batch, 1]), device));
         on_token(i);
     }
     out
