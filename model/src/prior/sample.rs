@@ -159,6 +159,8 @@ pub fn sample(
 
 /// Logits for one step of a row group: the whole step on the host where
 /// it can run there ([`HostPrior`]), else through burn with the cache.
+/// One per sampling thread, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Stepper<'a> {
     Host {
         prior: &'a HostPrior,
@@ -199,7 +201,7 @@ impl Stepper<'_> {
     }
 }
 
-/// Samples the batch rows `rows` (their condition already narrowed to them).
+/// Samples the batch rows `rows` with `stepper`, which was made for them.
 fn sample_rows(
     mut stepper: Stepper<'_>,
     tokens_per_sample: usize,
