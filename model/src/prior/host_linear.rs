@@ -69,10 +69,6 @@ impl PackedLinear {
         Self::new(&weight, bias.as_deref(), inputs, outputs)
     }
 
-    pub fn inputs(&self) -> usize {
-        self.inputs
-    }
-
     pub fn outputs(&self) -> usize {
         self.outputs
     }

@@ -193,10 +193,6 @@ impl HostPrior {
         })
     }
 
-    pub fn codes(&self) -> usize {
-        self.codes
-    }
-
     /// A fresh state for the batch rows `rows`.
     pub fn state(&self, rows: Range<usize>, precision: KvPrecision) -> HostState {
         let b = rows.len();

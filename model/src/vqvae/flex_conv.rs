@@ -333,6 +333,36 @@ mod tests {
     use burn::module::Param;
     use burn::tensor::{Device, Distribution, Tolerance};
 
+    /// Runs `fast` and `reference` (each `(x, w, b) -> y`) from the same
+    /// inputs and asserts that their outputs and the gradients of
+    /// `sum(y^2)` with respect to x, w and b agree (sums of up to a few
+    /// thousand products in another order).
+    fn assert_same_output_and_gradients(
+        [x0, w0]: [Tensor<5>; 2],
+        b0: Tensor<1>,
+        fast: impl Fn(Tensor<5>, Tensor<5>, Tensor<1>) -> Tensor<5>,
+        reference: impl Fn(Tensor<5>, Tensor<5>, Tensor<1>) -> Tensor<5>,
+    ) {
+        let run = |op: &dyn Fn(Tensor<5>, Tensor<5>, Tensor<1>) -> Tensor<5>| {
+            let x = x0.clone().detach().require_grad();
+            let w = Param::from_tensor(w0.clone().detach()).val();
+            let b = Param::from_tensor(b0.clone().detach()).val();
+            let y = op(x.clone(), w.clone(), b.clone());
+            let seen = y.clone().inner();
+            let grads = (y.clone() * y).sum().backward();
+            [
+                seen.into_data(),
+                x.grad(&grads).unwrap().into_data(),
+                w.grad(&grads).unwrap().into_data(),
+                b.grad(&grads).unwrap().into_data(),
+            ]
+        };
+        let tol = Tolerance::rel_abs(1e-5, 1e-4);
+        for (ours, burns) in run(&fast).iter().zip(run(&reference).iter()) {
+            ours.assert_approx_eq::<f32>(burns, tol);
+        }
+    }
+
     #[test]
     fn gradients_equal_burns_conv3d() {
         let device = Device::flex().autodiff();
@@ -343,36 +373,16 @@ mod tests {
             ([1, 4, 4, 5, 3], 2, 1, [1, 1, 1], [0, 0, 0]),
             ([1, 2, 6, 6, 6], 3, 4, [2, 2, 2], [0, 0, 0]),
         ] {
-            let x0 = Tensor::<5>::random(xs, Distribution::Default, &device);
-            let w0 = Tensor::<5>::random([c_out, xs[1], k, k, k], Distribution::Default, &device);
-            let b0 = Tensor::<1>::random([c_out], Distribution::Default, &device);
+            let x = Tensor::<5>::random(xs, Distribution::Default, &device);
+            let w = Tensor::<5>::random([c_out, xs[1], k, k, k], Distribution::Default, &device);
+            let b = Tensor::<1>::random([c_out], Distribution::Default, &device);
             let options = ConvOptions::new(s, p, [1, 1, 1], 1);
-            let run = |fast: bool| {
-                let x = x0.clone().detach().require_grad();
-                let w = Param::from_tensor(w0.clone().detach()).val();
-                let b = Param::from_tensor(b0.clone().detach()).val();
-                let y = if fast {
-                    conv3d_fast_weight_grad(x.clone(), w.clone(), Some(b.clone()), options.clone())
-                } else {
-                    conv3d(x.clone(), w.clone(), Some(b.clone()), options.clone())
-                };
-                let seen = y.clone().inner();
-                let grads = (y.clone() * y).sum().backward();
-                (
-                    seen,
-                    x.grad(&grads).unwrap(),
-                    w.grad(&grads).unwrap(),
-                    b.grad(&grads).unwrap(),
-                )
-            };
-            let (y1, x1, w1, b1) = run(true);
-            let (y2, x2, w2, b2) = run(false);
-            // Sums of up to a few thousand products in another order.
-            let tol = Tolerance::rel_abs(1e-5, 1e-4);
-            y1.into_data().assert_approx_eq::<f32>(&y2.into_data(), tol);
-            x1.into_data().assert_approx_eq::<f32>(&x2.into_data(), tol);
-            w1.into_data().assert_approx_eq::<f32>(&w2.into_data(), tol);
-            b1.into_data().assert_approx_eq::<f32>(&b2.into_data(), tol);
+            assert_same_output_and_gradients(
+                [x, w],
+                b,
+                |x, w, b| conv3d_fast_weight_grad(x, w, Some(b), options.clone()),
+                |x, w, b| conv3d(x, w, Some(b), options.clone()),
+            );
         }
     }
 
@@ -385,40 +395,16 @@ mod tests {
             ([2, 4, 4, 3, 3], 1, [1, 2, 2], [1, 1, 1]),
             ([1, 2, 3, 3, 3], 3, [1, 1, 1], [0, 0, 0]),
         ] {
-            let x0 = Tensor::<5>::random(xs, Distribution::Default, &device);
-            let w0 = Tensor::<5>::random([xs[1], c_out, 4, 4, 4], Distribution::Default, &device);
-            let b0 = Tensor::<1>::random([c_out], Distribution::Default, &device);
+            let x = Tensor::<5>::random(xs, Distribution::Default, &device);
+            let w = Tensor::<5>::random([xs[1], c_out, 4, 4, 4], Distribution::Default, &device);
+            let b = Tensor::<1>::random([c_out], Distribution::Default, &device);
             let options = ConvTransposeOptions::new(s, p, [0, 0, 0], [1, 1, 1], 1);
-            let run = |fast: bool| {
-                let x = x0.clone().detach().require_grad();
-                let w = Param::from_tensor(w0.clone().detach()).val();
-                let b = Param::from_tensor(b0.clone().detach()).val();
-                let y = if fast {
-                    conv_transpose3d_fast_weight_grad(
-                        x.clone(),
-                        w.clone(),
-                        Some(b.clone()),
-                        options.clone(),
-                    )
-                } else {
-                    conv_transpose3d(x.clone(), w.clone(), Some(b.clone()), options.clone())
-                };
-                let seen = y.clone().inner();
-                let grads = (y.clone() * y).sum().backward();
-                (
-                    seen,
-                    x.grad(&grads).unwrap(),
-                    w.grad(&grads).unwrap(),
-                    b.grad(&grads).unwrap(),
-                )
-            };
-            let (y1, x1, w1, b1) = run(true);
-            let (y2, x2, w2, b2) = run(false);
-            let tol = Tolerance::rel_abs(1e-5, 1e-4);
-            y1.into_data().assert_approx_eq::<f32>(&y2.into_data(), tol);
-            x1.into_data().assert_approx_eq::<f32>(&x2.into_data(), tol);
-            w1.into_data().assert_approx_eq::<f32>(&w2.into_data(), tol);
-            b1.into_data().assert_approx_eq::<f32>(&b2.into_data(), tol);
+            assert_same_output_and_gradients(
+                [x, w],
+                b,
+                |x, w, b| conv_transpose3d_fast_weight_grad(x, w, Some(b), options.clone()),
+                |x, w, b| conv_transpose3d(x, w, Some(b), options.clone()),
+            );
         }
     }
 }
