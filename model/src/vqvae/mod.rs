@@ -15,6 +15,8 @@ pub mod conv;
 pub mod decoder;
 pub mod encoder;
 pub mod flex_conv;
+pub mod host_attention;
+pub mod host_conv;
 pub mod residual;
 
 use burn::config::Config;

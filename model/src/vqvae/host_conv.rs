@@ -1,0 +1,681 @@
+//! 3D convolutions and transposed convolutions on the host, channels last:
+//! the forward passes and input gradients of the VQ-VAE's convolutions when
+//! it trains on the CPU (see `flex_conv`).
+//!
+//! Both kinds are one gather: every output position reads, for each of its
+//! kernel taps, the `C_in` channels of one input position (or zeros outside
+//! the input), and multiplies that row by a `[taps * C_in, C_out]` weight
+//! matrix (`gemm`). A convolution has one set of taps for every output. A
+//! transposed convolution of stride `s` splits its outputs per axis into `s`
+//! classes by `(o + padding) mod s`; the outputs of a class share the taps
+//! `t ≡ that mod s`, so each class is an ordinary convolution with a
+//! sub-kernel (no multiplications by inserted zeros, no scatter).
+//!
+//! Along every axis the taps of a class read consecutive input positions,
+//! so in channels-last memory the taps along `w` are one contiguous run.
+//! Output positions are cut into tiles that the cores share; every output
+//! is written by exactly one tile, in a fixed order of sums, so results do
+//! not depend on scheduling.
+
+use rayon::prelude::*;
+
+/// Output positions per tile.
+const TILE: usize = 256;
+
+/// How a convolution maps input to output along the three spatial axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKindGeometry {
+    /// `y[o] += x[o * stride + t - padding_begin] * w[t]`; the weight is
+    /// `[C_out, C_in, k, k, k]`.
+    Forward,
+    /// `y[i * stride + t - padding_begin] += x[i] * w[t]`; the weight is
+    /// `[C_in, C_out, k, k, k]`.
+    Transposed,
+}
+
+/// A convolution's shape: input `[batch, d, h, w, channels_in]` channels
+/// last, output spatial size `output` (`channels_out` channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub kind: ConvKindGeometry,
+    pub batch: usize,
+    pub input: [usize; 3],
+    pub output: [usize; 3],
+    pub channels_in: usize,
+    pub channels_out: usize,
+    pub kernel: [usize; 3],
+    pub stride: [usize; 3],
+    /// Padding before the first input position, per axis.
+    pub padding: [usize; 3],
+}
+
+/// The outputs along one axis that share their kernel taps.
+#[derive(Debug, Clone)]
+struct AxisClass {
+    /// Output indices, increasing.
+    outputs: Vec<usize>,
+    /// Kernel taps, ordered so that the input positions they read increase
+    /// by one from tap to tap.
+    taps: Vec<usize>,
+    /// Per output, the input position of its first tap (negative: before
+    /// the input).
+    first_input: Vec<isize>,
+}
+
+fn axis_classes(geometry: &ConvGeometry, axis: usize) -> Vec<AxisClass> {
+    let (kernel, stride, padding) = (
+        geometry.kernel[axis],
+        geometry.stride[axis],
+        geometry.padding[axis] as isize,
+    );
+    let outputs = geometry.output[axis];
+    match geometry.kind {
+        ConvKindGeometry::Forward => vec![AxisClass {
+            outputs: (0..outputs).collect(),
+            taps: (0..kernel).collect(),
+            first_input: (0..outputs)
+                .map(|o| (o * stride) as isize - padding)
+                .collect(),
+        }],
+        // Output o reads input (o + padding - t) / stride for the taps
+        // t ≡ (o + padding) mod stride; largest tap first.
+        ConvKindGeometry::Transposed => (0..stride)
+            .filter_map(|residue| {
+                let taps: Vec<usize> = (0..kernel)
+                    .filter(|t| t % stride == residue)
+                    .rev()
+                    .collect();
+                let first_tap = *taps.first()? as isize;
+                let outputs: Vec<usize> = (0..outputs)
+                    .filter(|&o| {
+                        (o as isize + padding).rem_euclid(stride as isize) == residue as isize
+                    })
+                    .collect();
+                let first_input = outputs
+                    .iter()
+                    .map(|&o| (o as isize + padding - first_tap).div_euclid(stride as isize))
+                    .collect();
+                Some(AxisClass {
+                    outputs,
+                    taps,
+                    first_input,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// A class of outputs in 3D, with its weight matrix `[taps * C_in, C_out]`.
+struct Class {
+    axes: [AxisClass; 3],
+    weights: Vec<f32>,
+}
+
+impl Class {
+    fn positions(&self, batch: usize) -> usize {
+        batch * self.axes.iter().map(|a| a.outputs.len()).product::<usize>()
+    }
+
+    fn taps(&self) -> [usize; 3] {
+        self.axes.each_ref().map(|a| a.taps.len())
+    }
+}
+
+fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
+    let [cz, cy, cx] = [0, 1, 2].map(|axis| axis_classes(geometry, axis));
+    let [kd, kh, kw] = geometry.kernel;
+    let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
+    let mut classes = Vec::new();
+    for z in &cz {
+        for y in &cy {
+            for x in &cx {
+                let taps = z.taps.len() * y.taps.len() * x.taps.len();
+                let mut weights = vec![0f32; taps * c_in * c_out];
+                let mut row = 0;
+                for &tz in &z.taps {
+                    for &ty in &y.taps {
+                        for &tx in &x.taps {
+                            let tap = (tz * kh + ty) * kw + tx;
+                            for ci in 0..c_in {
+                                let dst = &mut weights[row * c_out..(row + 1) * c_out];
+                                for (co, v) in dst.iter_mut().enumerate() {
+                                    let (outer, inner) = match geometry.kind {
+                                        ConvKindGeometry::Forward => (co, ci),
+                                        ConvKindGeometry::Transposed => (ci, co),
+                                    };
+                                    let inner_count = match geometry.kind {
+                                        ConvKindGeometry::Forward => c_in,
+                                        ConvKindGeometry::Transposed => c_out,
+                                    };
+                                    *v = weight[(outer * inner_count + inner) * kd * kh * kw + tap];
+                                }
+                                row += 1;
+                            }
+                        }
+                    }
+                }
+                classes.push(Class {
+                    axes: [z.clone(), y.clone(), x.clone()],
+                    weights,
+                });
+            }
+        }
+    }
+    classes
+}
+
+/// The convolution of `input` (`[batch, d, h, w, C_in]`, channels last) by
+/// `weight` (burn's layout for `geometry.kind`): `[batch, output..,
+/// C_out]`, channels last, without bias.
+pub fn convolve(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+    let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
+    assert_eq!(
+        input.len(),
+        geometry.batch * geometry.input.iter().product::<usize>() * c_in,
+        "input size"
+    );
+    assert_eq!(
+        weight.len(),
+        c_in * c_out * geometry.kernel.iter().product::<usize>(),
+        "weight size"
+    );
+    // Few output channels: gathering `taps * C_in` values per output for a
+    // product only `C_out` wide costs more than the product itself, so
+    // multiply every input position by every tap first (`taps * C_out`
+    // values) and gather those. Not for strided forward convolutions,
+    // whose inputs outnumber their outputs.
+    let multiply_first = 4 * c_out <= c_in
+        && (geometry.kind == ConvKindGeometry::Transposed || geometry.stride == [1, 1, 1]);
+    if multiply_first {
+        multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET)
+    } else {
+        gather_then_multiply(input, weight, geometry)
+    }
+}
+
+/// Per output position: gather its taps' input rows, then one product.
+fn gather_then_multiply(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+    let [od, oh, ow] = geometry.output;
+    let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
+    let mut output = vec![0f32; geometry.batch * od * oh * ow * c_out];
+    let classes = classes(geometry, weight);
+    let tasks: Vec<(usize, usize)> = classes
+        .iter()
+        .enumerate()
+        .flat_map(|(k, class)| {
+            (0..class.positions(geometry.batch))
+                .step_by(TILE)
+                .map(move |p| (k, p))
+        })
+        .collect();
+    let out = SharedOutput(output.as_mut_ptr());
+    tasks.par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(col, product): &mut (Vec<f32>, Vec<f32>), &(k, start)| {
+            let class = &classes[k];
+            let [lz, ly, lx] = class.taps();
+            let row = lz * ly * lx * c_in;
+            let count = TILE.min(class.positions(geometry.batch) - start);
+            col.resize(TILE * row, 0.0);
+            product.resize(TILE * c_out, 0.0);
+            let [az, ay, ax] = &class.axes;
+            let (nz, ny, nx) = (az.outputs.len(), ay.outputs.len(), ax.outputs.len());
+            let mut targets = [0usize; TILE];
+            for (t, target) in targets[..count].iter_mut().enumerate() {
+                let q = start + t;
+                let (n, iz, iy, ix) = (
+                    q / (nz * ny * nx),
+                    (q / (ny * nx)) % nz,
+                    (q / nx) % ny,
+                    q % nx,
+                );
+                *target = ((n * od + az.outputs[iz]) * oh + ay.outputs[iy]) * ow + ax.outputs[ix];
+                let dst = &mut col[t * row..(t + 1) * row];
+                gather_row(
+                    dst,
+                    input,
+                    geometry,
+                    n,
+                    [az.first_input[iz], ay.first_input[iy], ax.first_input[ix]],
+                    [lz, ly, lx],
+                );
+            }
+            // product[count, C_out] = col[count, row] x weights[row, C_out]
+            row_major_product(
+                [count, row, c_out],
+                &mut product[..count * c_out],
+                &col[..count * row],
+                &class.weights,
+            );
+            for (t, &target) in targets[..count].iter().enumerate() {
+                // SAFETY: each output position belongs to exactly one class
+                // and one tile, so no two tasks write the same row.
+                let dst = unsafe { out.row(target, c_out) };
+                dst.copy_from_slice(&product[t * c_out..(t + 1) * c_out]);
+            }
+        },
+    );
+    output
+}
+
+/// Bytes of tap products [`multiply_then_gather`] keeps at a time.
+const PRODUCTS_BUDGET: usize = 32 << 20;
+
+/// Every input position times every tap (`[positions, taps, C_out]`), then
+/// per output position the sum of the products its taps reach. Runs over
+/// slabs of output planes, each with the products of the input planes it
+/// reads, so memory stays bounded: `budget` bytes of products (or one
+/// output plane's worth, if more).
+fn multiply_then_gather(
+    input: &[f32],
+    weight: &[f32],
+    geometry: &ConvGeometry,
+    budget: usize,
+) -> Vec<f32> {
+    let [d, h, w] = geometry.input;
+    let [od, oh, ow] = geometry.output;
+    let [kd, kh, kw] = geometry.kernel;
+    let taps = kd * kh * kw;
+    let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
+    let width = taps * c_out;
+    // [C_in, taps * C_out]
+    let mut tap_weights = vec![0f32; c_in * width];
+    for ci in 0..c_in {
+        for tap in 0..taps {
+            for co in 0..c_out {
+                let at = match geometry.kind {
+                    ConvKindGeometry::Forward => (co * c_in + ci) * taps + tap,
+                    ConvKindGeometry::Transposed => (ci * c_out + co) * taps + tap,
+                };
+                tap_weights[ci * width + tap * c_out + co] = weight[at];
+            }
+        }
+    }
+    // Per axis and output index: the input position of its first tap, and its taps.
+    let lookup = [0, 1, 2].map(|axis| {
+        let mut per_output = vec![(0isize, Vec::new()); geometry.output[axis]];
+        for class in axis_classes(geometry, axis) {
+            for (&o, &first) in class.outputs.iter().zip(&class.first_input) {
+                per_output[o] = (first, class.taps.clone());
+            }
+        }
+        per_output
+    });
+    let input_planes = |oz: usize| {
+        let (first, taps) = &lookup[0][oz];
+        let lo = (*first).clamp(0, d as isize) as usize;
+        let hi = (*first + taps.len() as isize).clamp(0, d as isize) as usize;
+        (lo, hi.max(lo))
+    };
+    let plane_bytes = h * w * width * std::mem::size_of::<f32>();
+    let mut output = vec![0f32; geometry.batch * od * oh * ow * c_out];
+    let mut products = Vec::new();
+    for (n, output_item) in output.chunks_mut(od * oh * ow * c_out).enumerate() {
+        let mut oz0 = 0;
+        while oz0 < od {
+            // The slab: output planes oz0..oz1, reading input planes lo..hi.
+            let (mut lo, mut hi) = input_planes(oz0);
+            let mut oz1 = oz0 + 1;
+            while oz1 < od {
+                let (a, b) = input_planes(oz1);
+                let (lo2, hi2) = (lo.min(a), hi.max(b));
+                if (hi2 - lo2) * plane_bytes > budget {
+                    break;
+                }
+                (lo, hi, oz1) = (lo2, hi2, oz1 + 1);
+            }
+            let rows = (hi - lo) * h * w;
+            products.resize(rows * width, 0.0);
+            let slab_input = &input[((n * d + lo) * h * w) * c_in..((n * d + hi) * h * w) * c_in];
+            products[..rows * width]
+                .par_chunks_mut(TILE * width)
+                .zip(slab_input.par_chunks(TILE * c_in))
+                .for_each(|(product, x)| {
+                    let count = x.len() / c_in;
+                    // product[count, taps * C_out] = x[count, C_in] x tap_weights
+                    row_major_product([count, c_in, width], product, x, &tap_weights);
+                });
+            let products = &products[..rows * width];
+            output_item[oz0 * oh * ow * c_out..oz1 * oh * ow * c_out]
+                .par_chunks_mut(oh * ow * c_out)
+                .zip(oz0..oz1)
+                .for_each(|(plane, oz)| {
+                    let (fz, tz) = &lookup[0][oz];
+                    for (oy, (fy, ty)) in lookup[1].iter().enumerate() {
+                        for (ox, (fx, tx)) in lookup[2].iter().enumerate() {
+                            let dst =
+                                &mut plane[(oy * ow + ox) * c_out..(oy * ow + ox + 1) * c_out];
+                            for (jz, &tap_z) in tz.iter().enumerate() {
+                                let z = fz + jz as isize;
+                                if z < 0 || z as usize >= d {
+                                    continue;
+                                }
+                                for (jy, &tap_y) in ty.iter().enumerate() {
+                                    let y = fy + jy as isize;
+                                    if y < 0 || y as usize >= h {
+                                        continue;
+                                    }
+                                    for (jx, &tap_x) in tx.iter().enumerate() {
+                                        let x = fx + jx as isize;
+                                        if x < 0 || x as usize >= w {
+                                            continue;
+                                        }
+                                        let row =
+                                            ((z as usize - lo) * h + y as usize) * w + x as usize;
+                                        let tap = (tap_z * kh + tap_y) * kw + tap_x;
+                                        let at = row * width + tap * c_out;
+                                        for (v, p) in dst.iter_mut().zip(&products[at..at + c_out])
+                                        {
+                                            *v += p;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            oz0 = oz1;
+        }
+    }
+    output
+}
+
+/// `out[m, n] = a[m, k] x b[k, n]`, all three row-major and contiguous, on
+/// the calling thread.
+fn row_major_product([m, k, n]: [usize; 3], out: &mut [f32], a: &[f32], b: &[f32]) {
+    assert!(
+        out.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "product operands"
+    );
+    // SAFETY: the assertion keeps every pointer and stride inside its buffer.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Writes the input rows one output position reads, tap by tap (`C_in`
+/// values each, zeros outside the input), into `dst`.
+pub(crate) fn gather_row(
+    dst: &mut [f32],
+    input: &[f32],
+    geometry: &ConvGeometry,
+    n: usize,
+    first: [isize; 3],
+    [lz, ly, lx]: [usize; 3],
+) {
+    let [d, h, w] = geometry.input;
+    let c = geometry.channels_in;
+    let run = lx * c;
+    let inside = |v: isize, size: usize| v >= 0 && (v as usize) < size;
+    for jz in 0..lz {
+        let z = first[0] + jz as isize;
+        let plane = &mut dst[jz * ly * run..(jz + 1) * ly * run];
+        if !inside(z, d) {
+            plane.fill(0.0);
+            continue;
+        }
+        for jy in 0..ly {
+            let y = first[1] + jy as isize;
+            let line = &mut plane[jy * run..(jy + 1) * run];
+            if !inside(y, h) {
+                line.fill(0.0);
+                continue;
+            }
+            let base = ((n * d + z as usize) * h + y as usize) * w;
+            let x0 = first[2];
+            if x0 >= 0 && x0 as usize + lx <= w {
+                let at = (base + x0 as usize) * c;
+                line.copy_from_slice(&input[at..at + run]);
+            } else {
+                for (jx, tap) in line.chunks_exact_mut(c).enumerate() {
+                    let x = x0 + jx as isize;
+                    if inside(x, w) {
+                        let at = (base + x as usize) * c;
+                        tap.copy_from_slice(&input[at..at + c]);
+                    } else {
+                        tap.fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output buffer, written by many tasks at disjoint rows.
+#[derive(Clone, Copy)]
+struct SharedOutput(*mut f32);
+// SAFETY: tasks write disjoint rows (see `convolve`).
+unsafe impl Send for SharedOutput {}
+unsafe impl Sync for SharedOutput {}
+
+impl SharedOutput {
+    /// Row `index` of width `width`.
+    ///
+    /// # Safety
+    /// The row lies inside the buffer, and no one else touches it meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, index: usize, width: usize) -> &mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(index * width), width) }
+    }
+}
+
+/// `[batch, rows, cols] -> [batch, cols, rows]`: channels first to channels
+/// last (`rows` = channels) and back (`cols` = channels).
+pub fn transpose_batched(src: &[f32], [batch, rows, cols]: [usize; 3]) -> Vec<f32> {
+    assert_eq!(src.len(), batch * rows * cols, "transpose size");
+    let mut dst = vec![0f32; src.len()];
+    if dst.is_empty() {
+        return dst;
+    }
+    // One task per band of BLOCK destination rows, done in BLOCK x BLOCK
+    // squares.
+    const BLOCK: usize = 32;
+    dst.par_chunks_mut(rows * cols)
+        .zip(src.par_chunks(rows * cols))
+        .for_each(|(dst, src)| {
+            dst.par_chunks_mut(BLOCK * rows)
+                .enumerate()
+                .for_each(|(band, out)| {
+                    let (first, width) = (band * BLOCK, out.len() / rows);
+                    for i0 in (0..rows).step_by(BLOCK) {
+                        let i1 = (i0 + BLOCK).min(rows);
+                        // Walk the square so that the side with the long
+                        // stride (a power of two here, which would map every
+                        // access to one cache set) is the contiguous one.
+                        if cols >= rows {
+                            for i in i0..i1 {
+                                let row = &src[i * cols + first..i * cols + first + width];
+                                for (r, &v) in row.iter().enumerate() {
+                                    out[r * rows + i] = v;
+                                }
+                            }
+                        } else {
+                            for r in 0..width {
+                                for (i, v) in
+                                    (i0..i1).zip(out[r * rows + i0..r * rows + i1].iter_mut())
+                                {
+                                    *v = src[i * cols + first + r];
+                                }
+                            }
+                        }
+                    }
+                });
+        });
+    dst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook sum of `geometry`, in f64, channels last: every input
+    /// position and tap adds to the output position it reaches.
+    fn direct(input: &[f32], weight: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let [d, h, w] = g.input;
+        let [od, oh, ow] = g.output;
+        let [kd, kh, kw] = g.kernel;
+        let (ci_n, co_n) = (g.channels_in, g.channels_out);
+        // The output position that input `i` reaches through tap `t` on `axis`.
+        let reach = |i: usize, t: usize, axis: usize| -> Option<usize> {
+            let (s, p) = (g.stride[axis] as isize, g.padding[axis] as isize);
+            let o = match g.kind {
+                ConvKindGeometry::Transposed => i as isize * s + t as isize - p,
+                ConvKindGeometry::Forward => {
+                    let num = i as isize + p - t as isize;
+                    if num < 0 || num % s != 0 {
+                        return None;
+                    }
+                    num / s
+                }
+            };
+            (o >= 0 && (o as usize) < g.output[axis]).then_some(o as usize)
+        };
+        let mut out = vec![0f64; g.batch * od * oh * ow * co_n];
+        for n in 0..g.batch {
+            for (iz, iy, ix) in
+                (0..d).flat_map(|z| (0..h).flat_map(move |y| (0..w).map(move |x| (z, y, x))))
+            {
+                for (tz, ty, tx) in
+                    (0..kd).flat_map(|a| (0..kh).flat_map(move |b| (0..kw).map(move |c| (a, b, c))))
+                {
+                    let (Some(oz), Some(oy), Some(ox)) =
+                        (reach(iz, tz, 0), reach(iy, ty, 1), reach(ix, tx, 2))
+                    else {
+                        continue;
+                    };
+                    let tap = (tz * kh + ty) * kw + tx;
+                    for ci in 0..ci_n {
+                        let x = input[(((n * d + iz) * h + iy) * w + ix) * ci_n + ci] as f64;
+                        for co in 0..co_n {
+                            let wi = match g.kind {
+                                ConvKindGeometry::Forward => (co * ci_n + ci) * kd * kh * kw + tap,
+                                ConvKindGeometry::Transposed => {
+                                    (ci * co_n + co) * kd * kh * kw + tap
+                                }
+                            };
+                            out[(((n * od + oz) * oh + oy) * ow + ox) * co_n + co] +=
+                                x * weight[wi] as f64;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(count: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gathered_convolutions_equal_the_textbook_sums() {
+        use ConvKindGeometry::{Forward, Transposed};
+        // (kind, batch, input, output, c_in, c_out, kernel, stride, padding)
+        #[rustfmt::skip]
+        let cases = [
+            (Forward, 2, [5, 6, 7], [5, 6, 7], 3, 4, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (Forward, 1, [6, 8, 9], [3, 4, 5], 5, 3, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            (Forward, 2, [6, 8, 8], [6, 4, 4], 2, 5, [4, 4, 4], [1, 2, 2], [2, 1, 1]),
+            (Forward, 1, [4, 3, 5], [4, 3, 5], 4, 2, [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+            (Forward, 1, [7, 7, 7], [2, 2, 2], 2, 3, [4, 4, 4], [2, 2, 2], [0, 0, 0]),
+            (Forward, 2, [5, 4, 6], [5, 4, 6], 8, 1, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (Transposed, 2, [3, 4, 5], [6, 8, 10], 3, 4, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            (Transposed, 1, [4, 3, 3], [4, 6, 6], 4, 2, [4, 4, 4], [1, 2, 2], [1, 1, 1]),
+            (Transposed, 1, [3, 3, 3], [5, 5, 5], 2, 3, [3, 3, 3], [1, 1, 1], [0, 0, 0]),
+            (Transposed, 2, [3, 3, 4], [7, 7, 9], 3, 1, [3, 3, 3], [2, 2, 2], [0, 0, 0]),
+            (Transposed, 1, [2, 3, 2], [6, 9, 6], 2, 2, [3, 3, 3], [3, 3, 3], [0, 0, 0]),
+            (Transposed, 2, [4, 3, 5], [8, 6, 10], 8, 2, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+        ];
+        for (i, (kind, batch, input, output, c_in, c_out, kernel, stride, padding)) in
+            cases.into_iter().enumerate()
+        {
+            let g = ConvGeometry {
+                kind,
+                batch,
+                input,
+                output,
+                channels_in: c_in,
+                channels_out: c_out,
+                kernel,
+                stride,
+                padding,
+            };
+            let x = values(batch * input.iter().product::<usize>() * c_in, 1 + i as u64);
+            let w = values(
+                c_in * c_out * kernel.iter().product::<usize>(),
+                100 + i as u64,
+            );
+            let want = direct(&x, &w, &g);
+            // Both orders wherever they apply; the second one also in
+            // slabs of one output plane.
+            let mut runs = vec![
+                ("convolve", convolve(&x, &w, &g)),
+                ("gather first", gather_then_multiply(&x, &w, &g)),
+            ];
+            if kind == Transposed || stride == [1, 1, 1] {
+                runs.push((
+                    "multiply first",
+                    multiply_then_gather(&x, &w, &g, PRODUCTS_BUDGET),
+                ));
+                runs.push(("multiply first, slabs", multiply_then_gather(&x, &w, &g, 1)));
+            }
+            for (how, ours) in runs {
+                assert_eq!(ours.len(), want.len(), "case {i} {how}");
+                for (j, (a, b)) in ours.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*a as f64 - b).abs() < 1e-5,
+                        "case {i} {how} ({g:?}) at {j}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batched_transpose_swaps_rows_and_columns() {
+        // Both loop orders, and sizes that do and do not fill the blocks.
+        for [batch, rows, cols] in [[2, 3, 70], [3, 70, 3], [2, 64, 96], [1, 33, 65]] {
+            let src: Vec<f32> = (0..batch * rows * cols).map(|v| v as f32).collect();
+            let dst = transpose_batched(&src, [batch, rows, cols]);
+            for n in 0..batch {
+                for i in 0..rows {
+                    for j in 0..cols {
+                        assert_eq!(
+                            dst[(n * cols + j) * rows + i],
+                            src[(n * rows + i) * cols + j]
+                        );
+                    }
+                }
+            }
+            assert_eq!(transpose_batched(&dst, [batch, cols, rows]), src);
+        }
+    }
+}
