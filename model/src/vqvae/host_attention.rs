@@ -33,9 +33,6 @@ pub struct AxialLines {
     pub len: usize,
     /// Rows between neighbours on a line.
     pub stride: usize,
-    /// Rows per block of `stride` whole lines (`len * stride`); blocks
-    /// follow each other.
-    pub block: usize,
     pub heads: usize,
     /// Channels per head.
     pub head_dim: usize,
@@ -49,10 +46,14 @@ impl AxialLines {
         Self {
             len: grid[axis],
             stride,
-            block: grid[axis] * stride,
             heads,
             head_dim: channels / heads,
         }
+    }
+
+    /// Rows per block of `stride` whole lines; blocks follow each other.
+    fn block(&self) -> usize {
+        self.len * self.stride
     }
 
     fn channels(&self) -> usize {
@@ -115,13 +116,13 @@ pub fn attend(qkv: &[f32], lines: &AxialLines) -> Vec<f32> {
     let c = lines.channels();
     let (len, stride, d) = (lines.len, lines.stride, lines.head_dim);
     assert_eq!(
-        qkv.len() % (3 * c * lines.block),
+        qkv.len() % (3 * c * lines.block()),
         0,
         "qkv rows are not whole blocks"
     );
     let mut out = vec![0f32; qkv.len() / 3];
-    out.par_chunks_mut(lines.block * c)
-        .zip(qkv.par_chunks(lines.block * 3 * c))
+    out.par_chunks_mut(lines.block() * c)
+        .zip(qkv.par_chunks(lines.block() * 3 * c))
         .for_each(|(out, rows)| {
             let mut weights = vec![0f32; len * len];
             for line in 0..stride {
@@ -147,9 +148,9 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], lines: &AxialLines) -> Vec<f32
     let (len, stride, d) = (lines.len, lines.stride, lines.head_dim);
     let scale = 1.0 / (d as f32).sqrt();
     let mut dqkv = vec![0f32; qkv.len()];
-    dqkv.par_chunks_mut(lines.block * 3 * c)
-        .zip(qkv.par_chunks(lines.block * 3 * c))
-        .zip(grad.par_chunks(lines.block * c))
+    dqkv.par_chunks_mut(lines.block() * 3 * c)
+        .zip(qkv.par_chunks(lines.block() * 3 * c))
+        .zip(grad.par_chunks(lines.block() * c))
         .for_each(|((dqkv, rows), grad)| {
             let mut weights = vec![0f32; len * len];
             let mut dscores = vec![0f32; len * len];

@@ -49,6 +49,19 @@ pub struct ConvGeometry {
     pub padding: [usize; 3],
 }
 
+impl ConvGeometry {
+    /// Where burn's weight layout for `kind` keeps the weight from input
+    /// channel `ci` to output channel `co` at kernel tap `tap` (raster
+    /// order over `kernel`).
+    fn weight_index(&self, ci: usize, co: usize, tap: usize) -> usize {
+        let taps = self.kernel.iter().product::<usize>();
+        match self.kind {
+            ConvKindGeometry::Forward => (co * self.channels_in + ci) * taps + tap,
+            ConvKindGeometry::Transposed => (ci * self.channels_out + co) * taps + tap,
+        }
+    }
+}
+
 /// The outputs along one axis that share their kernel taps.
 #[derive(Debug, Clone)]
 struct AxisClass {
@@ -123,7 +136,7 @@ impl Class {
 
 fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
     let [cz, cy, cx] = [0, 1, 2].map(|axis| axis_classes(geometry, axis));
-    let [kd, kh, kw] = geometry.kernel;
+    let [_, kh, kw] = geometry.kernel;
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
     let mut classes = Vec::new();
     for z in &cz {
@@ -139,15 +152,7 @@ fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
                             for ci in 0..c_in {
                                 let dst = &mut weights[row * c_out..(row + 1) * c_out];
                                 for (co, v) in dst.iter_mut().enumerate() {
-                                    let (outer, inner) = match geometry.kind {
-                                        ConvKindGeometry::Forward => (co, ci),
-                                        ConvKindGeometry::Transposed => (ci, co),
-                                    };
-                                    let inner_count = match geometry.kind {
-                                        ConvKindGeometry::Forward => c_in,
-                                        ConvKindGeometry::Transposed => c_out,
-                                    };
-                                    *v = weight[(outer * inner_count + inner) * kd * kh * kw + tap];
+                                    *v = weight[geometry.weight_index(ci, co, tap)];
                                 }
                                 row += 1;
                             }
@@ -283,11 +288,8 @@ fn multiply_then_gather(
     for ci in 0..c_in {
         for tap in 0..taps {
             for co in 0..c_out {
-                let at = match geometry.kind {
-                    ConvKindGeometry::Forward => (co * c_in + ci) * taps + tap,
-                    ConvKindGeometry::Transposed => (ci * c_out + co) * taps + tap,
-                };
-                tap_weights[ci * width + tap * c_out + co] = weight[at];
+                tap_weights[ci * width + tap * c_out + co] =
+                    weight[geometry.weight_index(ci, co, tap)];
             }
         }
     }
