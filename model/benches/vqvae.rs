@@ -32,6 +32,9 @@ struct CaseResult {
     warmup: usize,
     measured: usize,
     median_step_s: f64,
+    /// The fastest measured step: on a machine whose other tenants take
+    /// CPU time away at random, the steadiest figure for comparing builds.
+    fastest_step_s: f64,
     steps_per_s: f64,
     peak_rss_mb: f64,
     /// The PyTorch reference's seconds per step at this configuration (NOTES.md), if timed.
@@ -101,6 +104,7 @@ fn run_case(case: &str, batch: usize, warmup: usize, measured: usize, backend: B
             started.elapsed().as_secs_f64()
         })
         .collect();
+    let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
     let median = common::median(times);
     CaseResult {
         case: case.to_owned(),
@@ -110,6 +114,7 @@ fn run_case(case: &str, batch: usize, warmup: usize, measured: usize, backend: B
         warmup,
         measured,
         median_step_s: median,
+        fastest_step_s: fastest,
         steps_per_s: 1.0 / median,
         peak_rss_mb: peak_rss_mb(),
         reference_step_s: reference.filter(|_| batch == 2),

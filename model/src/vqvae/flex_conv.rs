@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use super::host_conv::{
     ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, transpose_batched,
+    with_scratch,
 };
 
 type FlexAd = Autodiff<Flex>;
@@ -313,6 +314,14 @@ fn fast_weight_grad_op<K: ConvKind>(
 const TILE: usize = 128;
 /// Tile groups summed in parallel (each keeps its own `[A, C * taps]` sum).
 const GROUPS: usize = 8;
+/// At least this many tasks when tasks split the weight gradient's rows:
+/// kernels with fewer `(tz, ty)` rows split the output channels too.
+const ROW_TASKS: usize = 16;
+/// Output positions per gather when tasks split the weight gradient's rows.
+const ROW_TILE: usize = 256;
+/// The narrowest `[kw * C]` run for which tasks split the weight gradient
+/// by its rows rather than by positions.
+const MIN_RUN: usize = 64;
 
 /// `dW[a, c, k] = sum over b, p of O[b, a, p] * I[b, c, p * stride + k - padding]`
 /// (zero outside `I`): the weight gradient `[A, C, kd, kh, kw]` of a
@@ -330,13 +339,8 @@ pub fn weight_gradient(
     let [b, c, d, h, w]: [usize; 5] = input.layout().shape().dims();
     let [b2, a, od, oh, ow]: [usize; 5] = output_grad.layout().shape().dims();
     assert_eq!(b, b2, "batch of input and output gradient");
-    let x: &[f32] = input.storage();
-    let g: &[f32] = output_grad.storage();
     // Channels last: an im2col row copies runs of C contiguous values.
-    let x_last = transpose_batched(x, [b, c, d * h * w]);
-    let [kd, kh, kw] = kernel;
-    let taps = kd * kh * kw;
-    let row = taps * c;
+    let x_last = transpose_batched(input.storage(), [b, c, d * h * w]);
     // The im2col rows are the gathers of the forward convolution.
     let geometry = ConvGeometry {
         kind: Geometry::Forward,
@@ -349,79 +353,211 @@ pub fn weight_gradient(
         stride,
         padding,
     };
+    let g: &[f32] = output_grad.storage();
+    let [kd, kh, kw] = kernel;
+    let by_rows = kd * kh > 1 && kw * c >= MIN_RUN;
+    let sum = if by_rows {
+        weight_gradient_by_rows(&x_last, g, &geometry)
+    } else {
+        weight_gradient_by_positions(&x_last, g, &geometry)
+    };
+    // [A, taps, C] -> [A, C, taps]
+    let taps = kd * kh * kw;
+    let mut out = vec![0f32; a * c * taps];
+    out.par_chunks_mut(c * taps)
+        .zip(sum.par_chunks(c * taps))
+        .for_each(|(out, sum)| {
+            for tap in 0..taps {
+                for ch in 0..c {
+                    out[ch * taps + tap] = sum[tap * c + ch];
+                }
+            }
+        });
+    out
+}
+
+/// The weight gradient as `[A, taps, C]`, one task per `(tz, ty)` kernel
+/// row and block of output channels: each task sums over every position
+/// into its own `[channels, kw * C]` block (small enough to stay in cache),
+/// so there are no partial sums to add. Each block is summed in a fixed
+/// order of positions, whatever the scheduling.
+fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+    let (c, a) = (geometry.channels_in, geometry.channels_out);
+    let [kd, kh, kw] = geometry.kernel;
+    let [od, oh, ow] = geometry.output;
     let positions = od * oh * ow;
-    let tiles: Vec<(usize, usize)> = (0..b)
+    let run = kw * c;
+    // A fixed split (not by the number of threads), so the sums do not
+    // depend on the machine.
+    let channel_blocks = ROW_TASKS.div_ceil(kd * kh).min(a.div_ceil(32)).max(1);
+    let channels_per_task = a.div_ceil(channel_blocks);
+    let tasks: Vec<(usize, usize, usize)> = (0..kd)
+        .flat_map(|tz| (0..kh).map(move |ty| (tz, ty)))
+        .flat_map(|(tz, ty)| {
+            (0..a)
+                .step_by(channels_per_task)
+                .map(move |a0| (tz, ty, a0))
+        })
+        .collect();
+    let blocks: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(tz, ty, a0)| {
+            let channels = channels_per_task.min(a - a0);
+            let mut acc = vec![0f32; channels * run];
+            with_scratch(|col, _| {
+                // Grown once per thread; every value read below is written first.
+                col.resize(col.len().max(ROW_TILE * run), 0.0);
+                for n in 0..geometry.batch {
+                    for p0 in (0..positions).step_by(ROW_TILE) {
+                        let count = ROW_TILE.min(positions - p0);
+                        gather_tile(
+                            col,
+                            x_last,
+                            geometry,
+                            [n, p0, count],
+                            [tz, ty, 0],
+                            [1, 1, kw],
+                        );
+                        let grad_rows = &g[(n * a + a0) * positions + p0..];
+                        accumulate_product(
+                            [channels, run, count],
+                            &mut acc,
+                            grad_rows,
+                            positions,
+                            col,
+                        );
+                    }
+                }
+            });
+            acc
+        })
+        .collect();
+    // Scatter the blocks into [A, taps, C].
+    let taps = kd * kh * kw;
+    let mut sum = vec![0f32; a * taps * c];
+    sum.par_chunks_mut(taps * c)
+        .enumerate()
+        .for_each(|(ai, sum)| {
+            let a0 = ai / channels_per_task * channels_per_task;
+            for (block, &(tz, ty, _)) in blocks
+                .iter()
+                .zip(&tasks)
+                .filter(|(_, (_, _, task_a0))| *task_a0 == a0)
+            {
+                let tap = (tz * kh + ty) * kw;
+                let at = (ai - a0) * run;
+                sum[tap * c..tap * c + run].copy_from_slice(&block[at..at + run]);
+            }
+        });
+    sum
+}
+
+/// The weight gradient as `[A, taps, C]`, with the positions split into
+/// [`GROUPS`] fixed groups, each summed in order into its own full
+/// `[A, taps * C]` partial, and the partials added in group order: for
+/// kernels too narrow to split by rows.
+fn weight_gradient_by_positions(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+    let (c, a) = (geometry.channels_in, geometry.channels_out);
+    let kernel = geometry.kernel;
+    let [od, oh, ow] = geometry.output;
+    let row = kernel.iter().product::<usize>() * c;
+    let positions = od * oh * ow;
+    let tiles: Vec<(usize, usize)> = (0..geometry.batch)
         .flat_map(|n| (0..positions).step_by(TILE).map(move |p| (n, p)))
         .collect();
-    // A fixed split of the tiles into groups, each summed in order, and the
-    // groups summed in order: the result does not depend on scheduling
-    // (a resumed training run must repeat an uninterrupted one bit for bit).
     let group = tiles.len().div_ceil(GROUPS).max(1);
     let partials: Vec<Vec<f32>> = tiles
         .par_chunks(group)
         .map(|tiles| {
             let mut acc = vec![0f32; a * row];
-            let mut col = vec![0f32; TILE * row];
-            for &(n, p0) in tiles {
-                let count = TILE.min(positions - p0);
-                for t in 0..count {
-                    let p = p0 + t;
-                    let (zo, yo, xo) = (p / (oh * ow), (p / ow) % oh, p % ow);
-                    let first = [0, 1, 2].map(|axis| {
-                        ([zo, yo, xo][axis] * stride[axis]) as isize - padding[axis] as isize
-                    });
-                    gather_row(
-                        &mut col[t * row..(t + 1) * row],
-                        &x_last,
-                        &geometry,
-                        n,
-                        first,
-                        kernel,
-                    );
+            with_scratch(|col, _| {
+                // Grown once per thread; every value read below is written first.
+                col.resize(col.len().max(TILE * row), 0.0);
+                for &(n, p0) in tiles {
+                    let count = TILE.min(positions - p0);
+                    gather_tile(col, x_last, geometry, [n, p0, count], [0; 3], kernel);
+                    let grad_rows = &g[n * a * positions + p0..];
+                    accumulate_product([a, row, count], &mut acc, grad_rows, positions, col);
                 }
-                // acc[A, row] += G[n, :, p0..p0 + count] (rows strided by `positions`) x col[count, row]
-                // SAFETY: every pointer and stride stays inside its buffer.
-                unsafe {
-                    gemm::gemm(
-                        a,
-                        row,
-                        count,
-                        acc.as_mut_ptr(),
-                        1,
-                        row as isize,
-                        true,
-                        g.as_ptr().add(n * a * positions + p0),
-                        1,
-                        positions as isize,
-                        col.as_ptr(),
-                        1,
-                        row as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            }
+            });
             acc
         })
         .collect();
-    let mut sum = vec![0f32; a * row];
-    for partial in partials {
-        sum.iter_mut().zip(partial).for_each(|(u, v)| *u += v);
-    }
-    // [A, taps, C] -> [A, C, taps]
-    let mut out = vec![0f32; a * c * taps];
-    for ai in 0..a {
-        for tap in 0..taps {
-            for ch in 0..c {
-                out[(ai * c + ch) * taps + tap] = sum[(ai * taps + tap) * c + ch];
-            }
+    let mut sum = partials[0].clone();
+    sum.par_chunks_mut(row).enumerate().for_each(|(ai, sum)| {
+        for partial in &partials[1..] {
+            sum.iter_mut()
+                .zip(&partial[ai * row..(ai + 1) * row])
+                .for_each(|(u, v)| *u += v);
         }
+    });
+    sum
+}
+
+/// Fills the first `count` rows of `col` with the gathers of output
+/// positions `p0..p0 + count` of batch item `n`: per position, the kernel
+/// taps `offset..offset + taps` (`taps` product times `C` values).
+fn gather_tile(
+    col: &mut [f32],
+    x_last: &[f32],
+    geometry: &ConvGeometry,
+    [n, p0, count]: [usize; 3],
+    offset: [usize; 3],
+    taps: [usize; 3],
+) {
+    let [_, oh, ow] = geometry.output;
+    let width = taps.iter().product::<usize>() * geometry.channels_in;
+    for (t, row) in col[..count * width].chunks_exact_mut(width).enumerate() {
+        let p = p0 + t;
+        let out = [p / (oh * ow), (p / ow) % oh, p % ow];
+        let first = [0, 1, 2].map(|axis| {
+            (out[axis] * geometry.stride[axis] + offset[axis]) as isize
+                - geometry.padding[axis] as isize
+        });
+        gather_row(row, x_last, geometry, n, first, taps);
     }
-    out
+}
+
+/// `acc[m, n] += grad[m, 0..k] x col[k, n]`, where row `i` of `grad` starts
+/// at `i * grad_stride` (channels-first output gradient rows), on the
+/// calling thread.
+fn accumulate_product(
+    [m, n, k]: [usize; 3],
+    acc: &mut [f32],
+    grad: &[f32],
+    grad_stride: usize,
+    col: &[f32],
+) {
+    assert!(
+        acc.len() >= m * n
+            && col.len() >= k * n
+            && (m == 0 || grad.len() >= (m - 1) * grad_stride + k),
+        "weight gradient operands"
+    );
+    // SAFETY: the assertion keeps every pointer and stride inside its buffer.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            acc.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            grad.as_ptr(),
+            1,
+            grad_stride as isize,
+            col.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -476,6 +612,10 @@ mod tests {
             ([2, 3, 6, 8, 8], 5, 4, [1, 2, 2], [1, 1, 1]),
             ([1, 4, 4, 5, 3], 2, 1, [1, 1, 1], [0, 0, 0]),
             ([1, 2, 6, 6, 6], 3, 4, [2, 2, 2], [0, 0, 0]),
+            // Wide enough for the weight gradient by kernel rows, and two
+            // blocks of output channels.
+            ([1, 24, 4, 5, 6], 70, 3, [1, 1, 1], [1, 1, 1]),
+            ([1, 16, 6, 8, 8], 5, 4, [2, 2, 2], [1, 1, 1]),
         ] {
             let x = Tensor::<5>::random(xs, Distribution::Default, &device);
             let w = Tensor::<5>::random([c_out, xs[1], k, k, k], Distribution::Default, &device);
@@ -498,6 +638,8 @@ mod tests {
             ([2, 3, 3, 4, 5], 4, [2, 2, 2], [1, 1, 1]),
             ([2, 4, 4, 3, 3], 1, [1, 2, 2], [1, 1, 1]),
             ([1, 2, 3, 3, 3], 3, [1, 1, 1], [0, 0, 0]),
+            // The weight gradient by kernel rows (16 output channels x 4 taps).
+            ([1, 3, 3, 4, 5], 16, [2, 2, 2], [1, 1, 1]),
         ] {
             let x = Tensor::<5>::random(xs, Distribution::Default, &device);
             let w = Tensor::<5>::random([xs[1], c_out, 4, 4, 4], Distribution::Default, &device);
@@ -509,6 +651,48 @@ mod tests {
                 |x, w, b| conv_transpose3d_fast_weight_grad(x, w, Some(b), options.clone()),
                 |x, w, b| conv_transpose3d(x, w, Some(b), options.clone()),
             );
+        }
+    }
+
+    /// Splitting the weight gradient by kernel rows and by positions sums
+    /// the same products (in another order), for any geometry either could
+    /// be given: borders, strides, uneven kernels, blocks of channels.
+    #[test]
+    fn weight_gradient_by_rows_equals_by_positions() {
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 2_654_435_761 + seed) % 1000) as f32 / 1000.0 - 0.5)
+                .collect()
+        };
+        // (batch, input, C, A, kernel, stride, padding)
+        for (batch, input, c, a, kernel, stride, padding) in [
+            (2, [4, 5, 6], 3, 70, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (1, [6, 8, 8], 5, 4, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            (1, [5, 6, 7], 2, 3, [2, 3, 4], [1, 2, 1], [0, 1, 2]),
+        ] {
+            let output = [0, 1, 2].map(|i| (input[i] + 2 * padding[i] - kernel[i]) / stride[i] + 1);
+            let geometry = ConvGeometry {
+                kind: Geometry::Forward,
+                batch,
+                input,
+                output,
+                channels_in: c,
+                channels_out: a,
+                kernel,
+                stride,
+                padding,
+            };
+            let x_last = values(batch * input.iter().product::<usize>() * c, 1);
+            let g = values(batch * a * output.iter().product::<usize>(), 7);
+            let by_rows = weight_gradient_by_rows(&x_last, &g, &geometry);
+            let by_positions = weight_gradient_by_positions(&x_last, &g, &geometry);
+            assert_eq!(by_rows.len(), by_positions.len());
+            for (i, (r, p)) in by_rows.iter().zip(&by_positions).enumerate() {
+                assert!(
+                    (r - p).abs() <= 1e-4 * (1.0 + p.abs()),
+                    "{geometry:?}: element {i}: {r} by rows, {p} by positions"
+                );
+            }
         }
     }
 }

@@ -21,6 +21,10 @@ use rayon::prelude::*;
 
 /// Output positions per tile.
 const TILE: usize = 256;
+/// The least depth (`taps * C_in` terms) of one product of a tile: a tile
+/// multiplies kernel rows by their weights a few rows at a time, so that
+/// its gathers stay in cache.
+const PRODUCT_DEPTH: usize = 256;
 
 /// How a convolution maps input to output along the three spatial axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,14 +54,17 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Where burn's weight layout for `kind` keeps the weight from input
-    /// channel `ci` to output channel `co` at kernel tap `tap` (raster
-    /// order over `kernel`).
-    fn weight_index(&self, ci: usize, co: usize, tap: usize) -> usize {
+    /// The weight, from burn's layout for `kind` (`[C_out, C_in, k..]` for
+    /// a convolution, `[C_in, C_out, k..]` for a transposed one), as
+    /// `[C_in, taps, C_out]`: row `ci * taps + tap` holds the `C_out`
+    /// weights of input channel `ci` at kernel tap `tap` (raster order over
+    /// `kernel`). One blocked transpose, spread over the cores.
+    fn weights_by_input_and_tap(&self, weight: &[f32]) -> Vec<f32> {
         let taps = self.kernel.iter().product::<usize>();
+        let (c_in, c_out) = (self.channels_in, self.channels_out);
         match self.kind {
-            ConvKindGeometry::Forward => (co * self.channels_in + ci) * taps + tap,
-            ConvKindGeometry::Transposed => (ci * self.channels_out + co) * taps + tap,
+            ConvKindGeometry::Forward => transpose_batched(weight, [1, c_out, c_in * taps]),
+            ConvKindGeometry::Transposed => transpose_batched(weight, [c_in, c_out, taps]),
         }
     }
 }
@@ -136,37 +143,37 @@ impl Class {
 
 fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
     let [cz, cy, cx] = [0, 1, 2].map(|axis| axis_classes(geometry, axis));
-    let [_, kh, kw] = geometry.kernel;
+    let [kd, kh, kw] = geometry.kernel;
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
-    let mut classes = Vec::new();
+    let by_input_and_tap = geometry.weights_by_input_and_tap(weight);
+    let mut axes = Vec::new();
     for z in &cz {
         for y in &cy {
             for x in &cx {
-                let taps = z.taps.len() * y.taps.len() * x.taps.len();
-                let mut weights = vec![0f32; taps * c_in * c_out];
-                let mut row = 0;
-                for &tz in &z.taps {
-                    for &ty in &y.taps {
-                        for &tx in &x.taps {
-                            let tap = (tz * kh + ty) * kw + tx;
-                            for ci in 0..c_in {
-                                let dst = &mut weights[row * c_out..(row + 1) * c_out];
-                                for (co, v) in dst.iter_mut().enumerate() {
-                                    *v = weight[geometry.weight_index(ci, co, tap)];
-                                }
-                                row += 1;
-                            }
-                        }
-                    }
-                }
-                classes.push(Class {
-                    axes: [z.clone(), y.clone(), x.clone()],
-                    weights,
-                });
+                axes.push([z.clone(), y.clone(), x.clone()]);
             }
         }
     }
-    classes
+    axes.into_par_iter()
+        .map(|axes| {
+            let [z, y, x] = &axes;
+            // Rows in the gather's order: tap by tap (z, y, x), then C_in.
+            let mut weights =
+                Vec::with_capacity(z.taps.len() * y.taps.len() * x.taps.len() * c_in * c_out);
+            for &tz in &z.taps {
+                for &ty in &y.taps {
+                    for &tx in &x.taps {
+                        let tap = (tz * kh + ty) * kw + tx;
+                        for ci in 0..c_in {
+                            let at = (ci * kd * kh * kw + tap) * c_out;
+                            weights.extend_from_slice(&by_input_and_tap[at..at + c_out]);
+                        }
+                    }
+                }
+            }
+            Class { axes, weights }
+        })
+        .collect()
 }
 
 /// The convolution of `input` (`[batch, d, h, w, C_in]`, channels last) by
@@ -194,12 +201,17 @@ pub fn convolve(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f
     if multiply_first {
         multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET)
     } else {
-        gather_then_multiply(input, weight, geometry)
+        gather_then_multiply(input, weight, geometry, PRODUCT_DEPTH)
     }
 }
 
 /// Per output position: gather its taps' input rows, then one product.
-fn gather_then_multiply(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+fn gather_then_multiply(
+    input: &[f32],
+    weight: &[f32],
+    geometry: &ConvGeometry,
+    product_depth: usize,
+) -> Vec<f32> {
     let [od, oh, ow] = geometry.output;
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
     let mut output = vec![0f32; geometry.batch * od * oh * ow * c_out];
@@ -214,19 +226,26 @@ fn gather_then_multiply(input: &[f32], weight: &[f32], geometry: &ConvGeometry) 
         })
         .collect();
     let out = SharedOutput(output.as_mut_ptr());
-    tasks.par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(col, product): &mut (Vec<f32>, Vec<f32>), &(k, start)| {
+    tasks.par_iter().for_each(|&(k, start)| {
+        with_scratch(|col, product| {
             let class = &classes[k];
             let [lz, ly, lx] = class.taps();
-            let row = lz * ly * lx * c_in;
+            // A few kernel rows (lx taps along w each) per product: the
+            // gathers of a row are one run of lx * C_in values, and a few
+            // rows' gathers stay in cache. Enough rows that the product is
+            // at least `product_depth` deep.
+            let run = lx * c_in;
+            let rows_per_product = product_depth.div_ceil(run).clamp(1, lz * ly);
+            let depth = rows_per_product * run;
             let count = TILE.min(class.positions(geometry.batch) - start);
-            col.resize(TILE * row, 0.0);
-            product.resize(TILE * c_out, 0.0);
+            // Grown once per thread; every value read below is written first.
+            col.resize(col.len().max(TILE * depth), 0.0);
+            product.resize(product.len().max(TILE * c_out), 0.0);
             let [az, ay, ax] = &class.axes;
             let (nz, ny, nx) = (az.outputs.len(), ay.outputs.len(), ax.outputs.len());
             let mut targets = [0usize; TILE];
-            for (t, target) in targets[..count].iter_mut().enumerate() {
+            let mut firsts = [([0isize; 3], 0usize); TILE];
+            for t in 0..count {
                 let q = start + t;
                 let (n, iz, iy, ix) = (
                     q / (nz * ny * nx),
@@ -234,33 +253,79 @@ fn gather_then_multiply(input: &[f32], weight: &[f32], geometry: &ConvGeometry) 
                     (q / nx) % ny,
                     q % nx,
                 );
-                *target = ((n * od + az.outputs[iz]) * oh + ay.outputs[iy]) * ow + ax.outputs[ix];
-                let dst = &mut col[t * row..(t + 1) * row];
-                gather_row(
-                    dst,
-                    input,
-                    geometry,
-                    n,
+                targets[t] =
+                    ((n * od + az.outputs[iz]) * oh + ay.outputs[iy]) * ow + ax.outputs[ix];
+                firsts[t] = (
                     [az.first_input[iz], ay.first_input[iy], ax.first_input[ix]],
-                    [lz, ly, lx],
+                    n,
                 );
             }
-            // product[count, C_out] = col[count, row] x weights[row, C_out]
-            row_major_product(
-                [count, row, c_out],
-                &mut product[..count * c_out],
-                &col[..count * row],
-                &class.weights,
-            );
+            for (chunk, weights) in class
+                .weights
+                .chunks(rows_per_product * run * c_out)
+                .enumerate()
+            {
+                let rows = weights.len() / (run * c_out);
+                let width = rows * run;
+                for (t, &([fz, fy, fx], n)) in firsts[..count].iter().enumerate() {
+                    if rows == lz * ly {
+                        // The whole kernel at once (narrow inputs).
+                        gather_row(
+                            &mut col[t * width..(t + 1) * width],
+                            input,
+                            geometry,
+                            n,
+                            [fz, fy, fx],
+                            [lz, ly, lx],
+                        );
+                        continue;
+                    }
+                    for r in 0..rows {
+                        let kernel_row = chunk * rows_per_product + r;
+                        let (jz, jy) = ((kernel_row / ly) as isize, (kernel_row % ly) as isize);
+                        let at = t * width + r * run;
+                        gather_row(
+                            &mut col[at..at + run],
+                            input,
+                            geometry,
+                            n,
+                            [fz + jz, fy + jy, fx],
+                            [1, 1, lx],
+                        );
+                    }
+                }
+                // product[count, C_out] (+)= col[count, width] x weights[width, C_out]
+                row_major_product(
+                    [count, width, c_out],
+                    &mut product[..count * c_out],
+                    &col[..count * width],
+                    weights,
+                    chunk > 0,
+                );
+            }
             for (t, &target) in targets[..count].iter().enumerate() {
                 // SAFETY: each output position belongs to exactly one class
                 // and one tile, so no two tasks write the same row.
                 let dst = unsafe { out.row(target, c_out) };
                 dst.copy_from_slice(&product[t * c_out..(t + 1) * c_out]);
             }
-        },
-    );
+        })
+    });
     output
+}
+
+thread_local! {
+    /// Two buffers per thread, kept from call to call: the tiles' gathers
+    /// and products would otherwise allocate and zero megabytes each time.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers (any length, any
+/// contents). `f` must not start parallel work: the thread could pick up
+/// another task that wants the same buffers.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+    SCRATCH.with_borrow_mut(|(first, second)| f(first, second))
 }
 
 /// Bytes of tap products [`multiply_then_gather`] keeps at a time.
@@ -284,15 +349,7 @@ fn multiply_then_gather(
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
     let width = taps * c_out;
     // [C_in, taps * C_out]
-    let mut tap_weights = vec![0f32; c_in * width];
-    for ci in 0..c_in {
-        for tap in 0..taps {
-            for co in 0..c_out {
-                tap_weights[ci * width + tap * c_out + co] =
-                    weight[geometry.weight_index(ci, co, tap)];
-            }
-        }
-    }
+    let tap_weights = geometry.weights_by_input_and_tap(weight);
     // Per axis and output index: the input position of its first tap, and its taps.
     let lookup = [0, 1, 2].map(|axis| {
         let mut per_output = vec![(0isize, Vec::new()); geometry.output[axis]];
@@ -335,7 +392,7 @@ fn multiply_then_gather(
                 .for_each(|(product, x)| {
                     let count = x.len() / c_in;
                     // product[count, taps * C_out] = x[count, C_in] x tap_weights
-                    row_major_product([count, c_in, width], product, x, &tap_weights);
+                    row_major_product([count, c_in, width], product, x, &tap_weights, false);
                 });
             let products = &products[..rows * width];
             output_item[oz0 * oh * ow * c_out..oz1 * oh * ow * c_out]
@@ -382,9 +439,15 @@ fn multiply_then_gather(
     output
 }
 
-/// `out[m, n] = a[m, k] x b[k, n]`, all three row-major and contiguous, on
-/// the calling thread.
-fn row_major_product([m, k, n]: [usize; 3], out: &mut [f32], a: &[f32], b: &[f32]) {
+/// `out[m, n] = a[m, k] x b[k, n]` (or `+=`, if `accumulate`), all three
+/// row-major and contiguous, on the calling thread.
+fn row_major_product(
+    [m, k, n]: [usize; 3],
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    accumulate: bool,
+) {
     assert!(
         out.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
         "product operands"
@@ -398,14 +461,14 @@ fn row_major_product([m, k, n]: [usize; 3], out: &mut [f32], a: &[f32], b: &[f32
             out.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             1,
             k as isize,
             b.as_ptr(),
             1,
             n as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -640,7 +703,17 @@ mod tests {
             // slabs of one output plane.
             let mut runs = vec![
                 ("convolve", convolve(&x, &w, &g)),
-                ("gather first", gather_then_multiply(&x, &w, &g)),
+                (
+                    "gather first",
+                    gather_then_multiply(&x, &w, &g, PRODUCT_DEPTH),
+                ),
+                // One kernel row per product, and a few (the last
+                // product with fewer).
+                ("gather first, by rows", gather_then_multiply(&x, &w, &g, 1)),
+                (
+                    "gather first, rows in twos and fives",
+                    gather_then_multiply(&x, &w, &g, 40),
+                ),
             ];
             if kind == Transposed || stride == [1, 1, 1] {
                 runs.push((
