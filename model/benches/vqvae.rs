@@ -167,8 +167,8 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let mut results = Vec::new();
     println!(
-        "{:<14} {:>5} {:>12} {:>10} {:>12} {:>14}",
-        "case", "batch", "s/step", "steps/s", "peak MB", "vs reference"
+        "{:<14} {:>5} {:>12} {:>12} {:>10} {:>12} {:>14}",
+        "case", "batch", "s/step", "fastest s", "steps/s", "peak MB", "vs reference"
     );
     for (case, batch, warmup, measured) in cases {
         let out = Command::new(&exe)
@@ -185,10 +185,11 @@ fn main() {
             continue;
         };
         println!(
-            "{:<14} {:>5} {:>12.3} {:>10.2} {:>12.0} {:>14}",
+            "{:<14} {:>5} {:>12.3} {:>12.3} {:>10.2} {:>12.0} {:>14}",
             result.case,
             result.batch,
             result.median_step_s,
+            result.fastest_step_s,
             result.steps_per_s,
             result.peak_rss_mb,
             result

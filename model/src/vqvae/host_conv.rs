@@ -205,7 +205,9 @@ pub fn convolve(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f
     }
 }
 
-/// Per output position: gather its taps' input rows, then one product.
+/// Per tile of output positions: gather the taps' input rows of a few
+/// kernel rows at a time (at least `product_depth` values per position),
+/// and add their product with those rows of the weight matrix.
 fn gather_then_multiply(
     input: &[f32],
     weight: &[f32],
