@@ -29,8 +29,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::host_conv::{
-    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, transpose_batched,
-    with_scratch,
+    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, row_major_product,
+    transpose_batched, with_scratch,
 };
 
 type FlexAd = Autodiff<Flex>;
@@ -363,18 +363,7 @@ pub fn weight_gradient(
         weight_gradient_by_positions(&x_last, g, &geometry)
     };
     // [A, taps, C] -> [A, C, taps]
-    let taps = kd * kh * kw;
-    let mut out = vec![0f32; a * c * taps];
-    out.par_chunks_mut(c * taps)
-        .zip(sum.par_chunks(c * taps))
-        .for_each(|(out, sum)| {
-            for tap in 0..taps {
-                for ch in 0..c {
-                    out[ch * taps + tap] = sum[tap * c + ch];
-                }
-            }
-        });
-    out
+    transpose_batched(&sum, [a, kd * kh * kw, c])
 }
 
 /// The weight gradient as `[A, taps, C]`, one task per `(tz, ty)` kernel
@@ -420,12 +409,13 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
                             [1, 1, kw],
                         );
                         let grad_rows = &g[(n * a + a0) * positions + p0..];
-                        accumulate_product(
-                            [channels, run, count],
+                        // acc[channels, run] += G[channels, count] x col[count, run]
+                        row_major_product(
+                            [channels, count, run],
                             &mut acc,
-                            grad_rows,
-                            positions,
+                            (grad_rows, positions),
                             col,
+                            true,
                         );
                     }
                 }
@@ -478,7 +468,8 @@ fn weight_gradient_by_positions(x_last: &[f32], g: &[f32], geometry: &ConvGeomet
                     let count = TILE.min(positions - p0);
                     gather_tile(col, x_last, geometry, [n, p0, count], [0; 3], kernel);
                     let grad_rows = &g[n * a * positions + p0..];
-                    accumulate_product([a, row, count], &mut acc, grad_rows, positions, col);
+                    // acc[A, row] += G[A, count] x col[count, row]
+                    row_major_product([a, count, row], &mut acc, (grad_rows, positions), col, true);
                 }
             });
             acc
@@ -516,48 +507,6 @@ fn gather_tile(
                 - geometry.padding[axis] as isize
         });
         gather_row(row, x_last, geometry, n, first, taps);
-    }
-}
-
-/// `acc[m, n] += grad[m, 0..k] x col[k, n]`, where row `i` of `grad` starts
-/// at `i * grad_stride` (channels-first output gradient rows), on the
-/// calling thread.
-fn accumulate_product(
-    [m, n, k]: [usize; 3],
-    acc: &mut [f32],
-    grad: &[f32],
-    grad_stride: usize,
-    col: &[f32],
-) {
-    assert!(
-        acc.len() >= m * n
-            && col.len() >= k * n
-            && (m == 0 || grad.len() >= (m - 1) * grad_stride + k),
-        "weight gradient operands"
-    );
-    // SAFETY: the assertion keeps every pointer and stride inside its buffer.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            acc.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            grad.as_ptr(),
-            1,
-            grad_stride as isize,
-            col.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

@@ -300,7 +300,7 @@ fn gather_then_multiply(
                 row_major_product(
                     [count, width, c_out],
                     &mut product[..count * c_out],
-                    &col[..count * width],
+                    (&col[..count * width], width),
                     weights,
                     chunk > 0,
                 );
@@ -394,7 +394,13 @@ fn multiply_then_gather(
                 .for_each(|(product, x)| {
                     let count = x.len() / c_in;
                     // product[count, taps * C_out] = x[count, C_in] x tap_weights
-                    row_major_product([count, c_in, width], product, x, &tap_weights, false);
+                    row_major_product(
+                        [count, c_in, width],
+                        product,
+                        (x, c_in),
+                        &tap_weights,
+                        false,
+                    );
                 });
             let products = &products[..rows * width];
             output_item[oz0 * oh * ow * c_out..oz1 * oh * ow * c_out]
@@ -441,17 +447,21 @@ fn multiply_then_gather(
     output
 }
 
-/// `out[m, n] = a[m, k] x b[k, n]` (or `+=`, if `accumulate`), all three
-/// row-major and contiguous, on the calling thread.
-fn row_major_product(
+/// `out[m, n] = a[m, k] x b[k, n]` (or `+=`, if `accumulate`), on the
+/// calling thread. `out` and `b` are row-major and contiguous; row `i` of
+/// `a` starts at `i * a_row_stride` (`k` for a contiguous `a`).
+pub(crate) fn row_major_product(
     [m, k, n]: [usize; 3],
     out: &mut [f32],
-    a: &[f32],
+    (a, a_row_stride): (&[f32], usize),
     b: &[f32],
     accumulate: bool,
 ) {
     assert!(
-        out.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        out.len() >= m * n
+            && b.len() >= k * n
+            && a_row_stride >= k
+            && (m == 0 || a.len() >= (m - 1) * a_row_stride + k),
         "product operands"
     );
     // SAFETY: the assertion keeps every pointer and stride inside its buffer.
@@ -466,7 +476,7 @@ fn row_major_product(
             accumulate,
             a.as_ptr(),
             1,
-            k as isize,
+            a_row_stride as isize,
             b.as_ptr(),
             1,
             n as isize,
