@@ -64,6 +64,7 @@ impl AxialLines {
 /// The attention weights of one line and head: `weights[i * len + j]`,
 /// softmax over `j` of `q_i . k_j / sqrt(d)`. `rows` is the block, `line`
 /// the line's first row in it, `head` its channel offset.
+#[inline(always)]
 fn attention_weights(
     rows: &[f32],
     lines: &AxialLines,
@@ -93,6 +94,7 @@ fn attention_weights(
     }
 }
 
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent sums, so the compiler vectorises them.
     let mut acc = [0f32; 8];
@@ -107,6 +109,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
 }
@@ -114,7 +117,6 @@ fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// `qkv` `[n, 3c]` -> the attended values `[n, c]` (heads side by side).
 pub fn attend(qkv: &[f32], lines: &AxialLines) -> Vec<f32> {
     let c = lines.channels();
-    let (len, stride, d) = (lines.len, lines.stride, lines.head_dim);
     assert_eq!(
         qkv.len() % (3 * c * lines.block()),
         0,
@@ -124,71 +126,127 @@ pub fn attend(qkv: &[f32], lines: &AxialLines) -> Vec<f32> {
     out.par_chunks_mut(lines.block() * c)
         .zip(qkv.par_chunks(lines.block() * 3 * c))
         .for_each(|(out, rows)| {
-            let mut weights = vec![0f32; len * len];
-            for line in 0..stride {
-                for head in (0..c).step_by(d) {
-                    attention_weights(rows, lines, line, head, &mut weights);
-                    for i in 0..len {
-                        let o = &mut out[(line + i * stride) * c + head..][..d];
-                        for j in 0..len {
-                            let v = &rows[(line + j * stride) * 3 * c + 2 * c + head..][..d];
-                            axpy(weights[i * len + j], v, o);
-                        }
-                    }
-                }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU has AVX2 (checked at run time).
+                return unsafe { avx2::attend_block(out, rows, lines) };
             }
+            attend_block(out, rows, lines)
         });
     out
+}
+
+/// [`attend`] on one block of whole lines: `rows` `[block, 3c]` -> `out`
+/// `[block, c]`. Inlined into a plain and an AVX2 copy.
+#[inline(always)]
+fn attend_block(out: &mut [f32], rows: &[f32], lines: &AxialLines) {
+    let c = lines.channels();
+    let (len, stride, d) = (lines.len, lines.stride, lines.head_dim);
+    let mut weights = vec![0f32; len * len];
+    for line in 0..stride {
+        for head in (0..c).step_by(d) {
+            attention_weights(rows, lines, line, head, &mut weights);
+            for i in 0..len {
+                let o = &mut out[(line + i * stride) * c + head..][..d];
+                for j in 0..len {
+                    let v = &rows[(line + j * stride) * 3 * c + 2 * c + head..][..d];
+                    axpy(weights[i * len + j], v, o);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the AVX2 copies of the block loops can run here.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// The block loops compiled for AVX2: wider vectors for the dot products
+/// and the `axpy`s. No FMA: a fused multiply-add would round differently,
+/// and the same clips must give the same gradients on every x86-64 CPU.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::AxialLines;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn attend_block(out: &mut [f32], rows: &[f32], lines: &AxialLines) {
+        super::attend_block(out, rows, lines)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn attend_backward_block(
+        dqkv: &mut [f32],
+        rows: &[f32],
+        grad: &[f32],
+        lines: &AxialLines,
+    ) {
+        super::attend_backward_block(dqkv, rows, grad, lines)
+    }
 }
 
 /// The gradient of [`attend`] with respect to `qkv`, given the gradient of
 /// its output `grad` `[n, c]`.
 pub fn attend_backward(qkv: &[f32], grad: &[f32], lines: &AxialLines) -> Vec<f32> {
     let c = lines.channels();
-    let (len, stride, d) = (lines.len, lines.stride, lines.head_dim);
-    let scale = 1.0 / (d as f32).sqrt();
     let mut dqkv = vec![0f32; qkv.len()];
     dqkv.par_chunks_mut(lines.block() * 3 * c)
         .zip(qkv.par_chunks(lines.block() * 3 * c))
         .zip(grad.par_chunks(lines.block() * c))
         .for_each(|((dqkv, rows), grad)| {
-            let mut weights = vec![0f32; len * len];
-            let mut dscores = vec![0f32; len * len];
-            for line in 0..stride {
-                for head in (0..c).step_by(d) {
-                    attention_weights(rows, lines, line, head, &mut weights);
-                    let at = |i: usize, part: usize| (line + i * stride) * 3 * c + part * c + head;
-                    // dV_j = sum_i P_ij dO_i; dP_ij = dO_i . v_j.
-                    for i in 0..len {
-                        let g = &grad[(line + i * stride) * c + head..][..d];
-                        for j in 0..len {
-                            let p = weights[i * len + j];
-                            axpy(p, g, &mut dqkv[at(j, 2)..at(j, 2) + d]);
-                            dscores[i * len + j] = dot(g, &rows[at(j, 2)..at(j, 2) + d]);
-                        }
-                    }
-                    // dS_ij = P_ij (dP_ij - sum_j' P_ij' dP_ij'), scaled.
-                    for i in 0..len {
-                        let p = &weights[i * len..(i + 1) * len];
-                        let ds = &mut dscores[i * len..(i + 1) * len];
-                        let mean: f32 = p.iter().zip(ds.iter()).map(|(p, g)| p * g).sum();
-                        ds.iter_mut()
-                            .zip(p)
-                            .for_each(|(g, p)| *g = p * (*g - mean) * scale);
-                    }
-                    // dQ_i = sum_j dS_ij k_j; dK_j = sum_i dS_ij q_i.
-                    for i in 0..len {
-                        for j in 0..len {
-                            let ds = dscores[i * len + j];
-                            let (qi, kj) = (at(i, 0), at(j, 1));
-                            axpy(ds, &rows[kj..kj + d], &mut dqkv[qi..qi + d]);
-                            axpy(ds, &rows[qi..qi + d], &mut dqkv[kj..kj + d]);
-                        }
-                    }
-                }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU has AVX2 (checked at run time).
+                return unsafe { avx2::attend_backward_block(dqkv, rows, grad, lines) };
             }
+            attend_backward_block(dqkv, rows, grad, lines)
         });
     dqkv
+}
+
+/// [`attend_backward`] on one block of whole lines. Inlined into a plain and
+/// an AVX2 copy.
+#[inline(always)]
+fn attend_backward_block(dqkv: &mut [f32], rows: &[f32], grad: &[f32], lines: &AxialLines) {
+    let c = lines.channels();
+    let (len, stride, d) = (lines.len, lines.stride, lines.head_dim);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut weights = vec![0f32; len * len];
+    let mut dscores = vec![0f32; len * len];
+    for line in 0..stride {
+        for head in (0..c).step_by(d) {
+            attention_weights(rows, lines, line, head, &mut weights);
+            let at = |i: usize, part: usize| (line + i * stride) * 3 * c + part * c + head;
+            // dV_j = sum_i P_ij dO_i; dP_ij = dO_i . v_j.
+            for i in 0..len {
+                let g = &grad[(line + i * stride) * c + head..][..d];
+                for j in 0..len {
+                    let p = weights[i * len + j];
+                    axpy(p, g, &mut dqkv[at(j, 2)..at(j, 2) + d]);
+                    dscores[i * len + j] = dot(g, &rows[at(j, 2)..at(j, 2) + d]);
+                }
+            }
+            // dS_ij = P_ij (dP_ij - sum_j' P_ij' dP_ij'), scaled.
+            for i in 0..len {
+                let p = &weights[i * len..(i + 1) * len];
+                let ds = &mut dscores[i * len..(i + 1) * len];
+                let mean: f32 = p.iter().zip(ds.iter()).map(|(p, g)| p * g).sum();
+                ds.iter_mut()
+                    .zip(p)
+                    .for_each(|(g, p)| *g = p * (*g - mean) * scale);
+            }
+            // dQ_i = sum_j dS_ij k_j; dK_j = sum_i dS_ij q_i.
+            for i in 0..len {
+                for j in 0..len {
+                    let ds = dscores[i * len + j];
+                    let (qi, kj) = (at(i, 0), at(j, 1));
+                    axpy(ds, &rows[kj..kj + d], &mut dqkv[qi..qi + d]);
+                    axpy(ds, &rows[qi..qi + d], &mut dqkv[kj..kj + d]);
+                }
+            }
+        }
+    }
 }
 
 /// [`attend`] on `qkv` `[n, 3c]` where it is a flex tensor (with autodiff:
