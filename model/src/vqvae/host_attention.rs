@@ -165,7 +165,9 @@ fn has_avx2() -> bool {
 
 /// The block loops compiled for AVX2: wider vectors for the dot products
 /// and the `axpy`s. No FMA: a fused multiply-add would round differently,
-/// and the same clips must give the same gradients on every x86-64 CPU.
+/// and without it both copies give the same bits, so the tests of one cover
+/// the other. (Across CPUs, gemm's AVX2 and AVX-512 kernels still sum the
+/// convolutions in different orders.)
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::AxialLines;
