@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 use super::attention::AxialBlockConfig;
 use super::conv::{SamePadConv3d, SamePadConvTranspose3d};
 use super::encoder::halving_strides;
+use super::flex_norm::batch_norm_relu;
 use super::residual::AttentionResidualBlock;
 
 #[derive(Module, Debug)]
@@ -58,7 +59,7 @@ impl Decoder {
         for block in &self.residual {
             h = block.forward(h);
         }
-        h = relu(self.norm.forward(h));
+        h = batch_norm_relu(&self.norm, h);
         let last = self.upsample.len().saturating_sub(1);
         for (i, conv) in self.upsample.iter().enumerate() {
             h = conv.forward(h);

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::AxialBlockConfig;
 use super::conv::SamePadConv3d;
+use super::flex_norm::batch_norm_relu;
 use super::residual::AttentionResidualBlock;
 
 #[derive(Module, Debug)]
@@ -83,7 +84,7 @@ impl Encoder {
         for block in &self.residual {
             h = block.forward(h);
         }
-        relu(self.norm.forward(h))
+        batch_norm_relu(&self.norm, h)
     }
 }
 

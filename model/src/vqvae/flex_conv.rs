@@ -29,8 +29,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::host_conv::{
-    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, row_major_product,
-    transpose_batched, with_scratch,
+    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, parallel_zeros,
+    row_major_product, transpose_batched, with_scratch,
 };
 
 type FlexAd = Autodiff<Flex>;
@@ -425,7 +425,7 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
         .collect();
     // Scatter the blocks into [A, taps, C].
     let taps = kd * kh * kw;
-    let mut sum = vec![0f32; a * taps * c];
+    let mut sum = parallel_zeros(a * taps * c);
     sum.par_chunks_mut(taps * c)
         .enumerate()
         .for_each(|(ai, sum)| {

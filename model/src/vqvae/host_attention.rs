@@ -23,6 +23,8 @@ use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::host_conv::parallel_zeros;
+
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
 
@@ -122,7 +124,7 @@ pub fn attend(qkv: &[f32], lines: &AxialLines) -> Vec<f32> {
         0,
         "qkv rows are not whole blocks"
     );
-    let mut out = vec![0f32; qkv.len() / 3];
+    let mut out = parallel_zeros(qkv.len() / 3);
     out.par_chunks_mut(lines.block() * c)
         .zip(qkv.par_chunks(lines.block() * 3 * c))
         .for_each(|(out, rows)| {
@@ -192,7 +194,7 @@ mod avx2 {
 /// its output `grad` `[n, c]`.
 pub fn attend_backward(qkv: &[f32], grad: &[f32], lines: &AxialLines) -> Vec<f32> {
     let c = lines.channels();
-    let mut dqkv = vec![0f32; qkv.len()];
+    let mut dqkv = parallel_zeros(qkv.len());
     dqkv.par_chunks_mut(lines.block() * 3 * c)
         .zip(qkv.par_chunks(lines.block() * 3 * c))
         .zip(grad.par_chunks(lines.block() * c))

@@ -17,6 +17,8 @@
 //! is written by exactly one tile, in a fixed order of sums, so results do
 //! not depend on scheduling.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Output positions per tile.
@@ -216,7 +218,7 @@ fn gather_then_multiply(
 ) -> Vec<f32> {
     let [od, oh, ow] = geometry.output;
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
-    let mut output = vec![0f32; geometry.batch * od * oh * ow * c_out];
+    let mut output = parallel_zeros(geometry.batch * od * oh * ow * c_out);
     let classes = classes(geometry, weight);
     let tasks: Vec<(usize, usize)> = classes
         .iter()
@@ -369,7 +371,7 @@ fn multiply_then_gather(
         (lo, hi.max(lo))
     };
     let plane_bytes = h * w * width * std::mem::size_of::<f32>();
-    let mut output = vec![0f32; geometry.batch * od * oh * ow * c_out];
+    let mut output = parallel_zeros(geometry.batch * od * oh * ow * c_out);
     let mut products = Vec::new();
     for (n, output_item) in output.chunks_mut(od * oh * ow * c_out).enumerate() {
         let mut oz0 = 0;
@@ -556,18 +558,33 @@ impl SharedOutput {
     }
 }
 
+/// `len` zeros, written by all cores: `vec![0.0; len]` of a few megabytes
+/// comes from the heap and is zeroed by the calling thread alone, while the
+/// other cores wait.
+pub(crate) fn parallel_zeros(len: usize) -> Vec<f32> {
+    let mut zeros = Vec::with_capacity(len);
+    zeros
+        .spare_capacity_mut()
+        .par_chunks_mut(1 << 16)
+        .for_each(|chunk| chunk.fill(MaybeUninit::new(0.0)));
+    // SAFETY: every one of the `len` elements was initialised just above.
+    unsafe { zeros.set_len(len) };
+    zeros
+}
+
 /// `[batch, rows, cols] -> [batch, cols, rows]`: channels first to channels
 /// last (`rows` = channels) and back (`cols` = channels).
 pub fn transpose_batched(src: &[f32], [batch, rows, cols]: [usize; 3]) -> Vec<f32> {
     assert_eq!(src.len(), batch * rows * cols, "transpose size");
-    let mut dst = vec![0f32; src.len()];
-    if dst.is_empty() {
+    let mut dst = Vec::with_capacity(src.len());
+    if src.is_empty() {
         return dst;
     }
     // One task per band of BLOCK destination rows, done in BLOCK x BLOCK
-    // squares.
+    // squares. Every destination element is written once (no zeroing first).
     const BLOCK: usize = 32;
-    dst.par_chunks_mut(rows * cols)
+    dst.spare_capacity_mut()[..src.len()]
+        .par_chunks_mut(rows * cols)
         .zip(src.par_chunks(rows * cols))
         .for_each(|(dst, src)| {
             dst.par_chunks_mut(BLOCK * rows)
@@ -583,7 +600,7 @@ pub fn transpose_batched(src: &[f32], [batch, rows, cols]: [usize; 3]) -> Vec<f3
                             for i in i0..i1 {
                                 let row = &src[i * cols + first..i * cols + first + width];
                                 for (r, &v) in row.iter().enumerate() {
-                                    out[r * rows + i] = v;
+                                    out[r * rows + i].write(v);
                                 }
                             }
                         } else {
@@ -591,13 +608,17 @@ pub fn transpose_batched(src: &[f32], [batch, rows, cols]: [usize; 3]) -> Vec<f3
                                 for (i, v) in
                                     (i0..i1).zip(out[r * rows + i0..r * rows + i1].iter_mut())
                                 {
-                                    *v = src[i * cols + first + r];
+                                    v.write(src[i * cols + first + r]);
                                 }
                             }
                         }
                     }
                 });
         });
+    // SAFETY: the bands cover every destination row `r` of every batch
+    // item, and the squares every `i < rows` of each row: all `src.len()`
+    // elements were written above.
+    unsafe { dst.set_len(src.len()) };
     dst
 }
 

@@ -5,11 +5,11 @@
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::attention::{AxialBlock, AxialBlockConfig};
 use super::conv::SamePadConv3d;
+use super::flex_norm::batch_norm_relu;
 
 #[derive(Module, Debug)]
 pub struct AttentionResidualBlock {
@@ -37,9 +37,11 @@ impl AttentionResidualBlock {
 
     /// `[b, c, t, h, w] -> [b, c, t, h, w]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let h = self.conv3.forward(relu(self.norm_in.forward(x.clone())));
-        let h = self.conv1.forward(relu(self.norm_mid.forward(h)));
-        let mut h = relu(self.norm_out.forward(h));
+        let h = self
+            .conv3
+            .forward(batch_norm_relu(&self.norm_in, x.clone()));
+        let h = self.conv1.forward(batch_norm_relu(&self.norm_mid, h));
+        let mut h = batch_norm_relu(&self.norm_out, h);
         if let Some(attention) = &self.attention {
             h = attention.forward(h);
         }
