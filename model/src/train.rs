@@ -1,7 +1,8 @@
 //! `train-vqvae`: the VQ-VAE training loop over clip shards.
 //!
-//! Adam (3e-4, as the reference), loss = MSE / data variance + commitment,
-//! EMA codebook step after every optimiser step. Logs every `log_every`
+//! Adam (3e-4, as the reference; [`HostAdam`] computes it on the CPU),
+//! loss = MSE / data variance + commitment, EMA codebook step after every
+//! optimiser step. Logs every `log_every`
 //! steps to `metrics.jsonl`, checkpoints every `checkpoint_every` steps and
 //! at the end (with reconstruction previews), and resumes from the latest
 //! checkpoint at the same step with the same batches.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::rng::SplitMix64;
@@ -23,6 +24,7 @@ use crate::backend::BackendKind;
 use crate::checkpoint::{self, TrainState, VqVaeRunConfig};
 use crate::data::{self, Batch, Loader};
 use crate::error::{IoContext, ModelError, Result};
+use crate::host_adam::HostAdam;
 use crate::preview;
 use crate::schedule::{LrSchedule, learning_rate};
 use crate::vqvae::codebook::usage;
@@ -114,7 +116,7 @@ impl Trainer {
         let model = crate::backend::with_seed(&device, config.train.seed, || config.model.init(&device));
         Self {
             model: Some(model),
-            optimizer: AdamConfig::new().init(),
+            optimizer: HostAdam::module_optimizer(),
             config,
             state: TrainState {
                 step: 0,
@@ -129,7 +131,7 @@ impl Trainer {
         let device = backend.training_device();
         let (model, mut config, state) = checkpoint::load_model(checkpoint, &device)?;
         config.train.backend = backend;
-        let optimizer = checkpoint::load_optimizer(checkpoint, AdamConfig::new().init())?;
+        let optimizer = checkpoint::load_optimizer(checkpoint, HostAdam::module_optimizer())?;
         Ok(Self {
             model: Some(model),
             optimizer,
