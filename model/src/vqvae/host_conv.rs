@@ -159,20 +159,27 @@ fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
     axes.into_par_iter()
         .map(|axes| {
             let [z, y, x] = &axes;
-            // Rows in the gather's order: tap by tap (z, y, x), then C_in.
-            let mut weights =
-                Vec::with_capacity(z.taps.len() * y.taps.len() * x.taps.len() * c_in * c_out);
-            for &tz in &z.taps {
-                for &ty in &y.taps {
-                    for &tx in &x.taps {
-                        let tap = (tz * kh + ty) * kw + tx;
-                        for ci in 0..c_in {
-                            let at = (ci * kd * kh * kw + tap) * c_out;
-                            weights.extend_from_slice(&by_input_and_tap[at..at + c_out]);
-                        }
+            // Rows in the gather's order: tap by tap (z, y, x), then C_in;
+            // one `[C_in, C_out]` block per tap, copied by all cores.
+            let taps: Vec<usize> = z
+                .taps
+                .iter()
+                .flat_map(|&tz| {
+                    y.taps
+                        .iter()
+                        .flat_map(move |&ty| x.taps.iter().map(move |&tx| (tz * kh + ty) * kw + tx))
+                })
+                .collect();
+            let mut weights = parallel_zeros(taps.len() * c_in * c_out);
+            weights
+                .par_chunks_mut(c_in * c_out)
+                .zip(&taps)
+                .for_each(|(block, &tap)| {
+                    for (ci, row) in block.chunks_exact_mut(c_out).enumerate() {
+                        let at = (ci * kd * kh * kw + tap) * c_out;
+                        row.copy_from_slice(&by_input_and_tap[at..at + c_out]);
                     }
-                }
-            }
+                });
             Class { axes, weights }
         })
         .collect()
