@@ -10,6 +10,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
+use super::flex_linear::linear;
 use super::host_attention::{AxialLines, attend_on_host};
 
 /// Self-attention along one axis of a `[b, t, h, w, c]` tensor; every line
@@ -50,10 +51,10 @@ impl AxialAttention {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, t, h, w, c] = x.dims();
         let grid = [b, t, h, w];
-        let qkv = self.qkv.forward(x.reshape([b * t * h * w, c])); // [n, 3c]
+        let qkv = linear(&self.qkv, x.reshape([b * t * h * w, c])); // [n, 3c]
         let lines = AxialLines::new(grid, self.axis, self.heads, c);
         let attended = attend_on_host(&qkv, &lines).unwrap_or_else(|| self.attend(qkv, grid));
-        self.out.forward(attended).reshape([b, t, h, w, c])
+        linear(&self.out, attended).reshape([b, t, h, w, c])
     }
 
     /// The softmax core with burn's tensor operations (any device):

@@ -15,6 +15,7 @@ pub mod conv;
 pub mod decoder;
 pub mod encoder;
 pub mod flex_conv;
+pub mod flex_linear;
 pub mod flex_norm;
 pub mod host_attention;
 pub mod host_conv;

@@ -1,0 +1,213 @@
+//! `Linear` layers (the attention projections) on the CPU (flex), computed
+//! on the host: forward pass, input gradient and weight gradient.
+//!
+//! flex's matmul allocates its output with `FlexTensor::empty`, which
+//! zeroes the buffer and then copies it into an aligned one, both on the
+//! calling thread while the other cores wait; for the attention's `[rows,
+//! 3c]` projections that was most of the serial time left in a VQ-VAE
+//! step. Here each product is split into fixed tiles of rows that the cores
+//! share (`gemm` per tile, as the convolutions), so results do not depend
+//! on scheduling: `y = x W` and `dx = g W^T` by tiles of rows of `x`, and
+//! `dW = x^T g` by blocks of rows of `W`, each summed over every row of
+//! `x` in order. The bias is added outside the op. Other devices take
+//! burn's `Linear::forward` unchanged.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, BackendTypes, Flex};
+use burn::nn::Linear;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::host_conv::{parallel_zeros, row_major_product, transpose_batched};
+
+type FlexAd = Autodiff<Flex>;
+type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
+
+/// Rows of `x` per task.
+const ROW_TILE: usize = 128;
+/// Rows of the weight gradient per task.
+const WEIGHT_ROWS: usize = 16;
+
+/// `layer.forward(x)` for `x` `[rows, d_input]`, on the host where `x` and
+/// the weight are f32 flex tensors (with or without autodiff).
+pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    let weight = layer.weight.val();
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return layer.forward(x);
+    }
+    let y = if let (Ok(x_ad), Ok(w_ad)) = (
+        x.clone().try_into_primitive::<FlexAd>(),
+        weight.clone().try_into_primitive::<FlexAd>(),
+    ) {
+        Tensor::<2>::from_primitive::<FlexAd>(linear_op(x_ad, w_ad))
+    } else if let (Ok(x_flex), Ok(w_flex)) = (
+        x.clone().try_into_primitive::<Flex>(),
+        weight.try_into_primitive::<Flex>(),
+    ) {
+        Tensor::<2>::from_primitive::<Flex>(product(&x_flex, &w_flex))
+    } else {
+        return layer.forward(x);
+    };
+    match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze_dim(0),
+        None => y,
+    }
+}
+
+/// `[rows, k]` and `[k, n]` contiguous, as `(values, [rows, k, n])`.
+fn operands<'a>(a: &'a FlexTensor, b: &'a FlexTensor) -> (&'a [f32], &'a [f32], [usize; 3]) {
+    let [rows, k]: [usize; 2] = a.layout().shape().dims();
+    let [k2, n]: [usize; 2] = b.layout().shape().dims();
+    assert_eq!(k, k2, "linear: inner dimensions");
+    (a.storage(), b.storage(), [rows, k, n])
+}
+
+/// `a b` for `a` `[rows, k]` and `b` `[k, n]` (row-major): tiles of rows of
+/// `a` shared by the cores.
+fn tiled_product(a: &[f32], b: &[f32], [rows, k, n]: [usize; 3]) -> Vec<f32> {
+    let mut out = parallel_zeros(rows * n);
+    if n == 0 {
+        return out;
+    }
+    out.par_chunks_mut(ROW_TILE * n)
+        .zip(a.par_chunks(ROW_TILE * k.max(1)))
+        .for_each(|(out, a)| {
+            let m = out.len() / n;
+            row_major_product([m, k, n], out, (a, k), b, false);
+        });
+    out
+}
+
+/// `x w` on flex tensors `x` `[rows, k]` and `w` `[k, n]`.
+fn product(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let (x, w) = (x.to_contiguous(), w.to_contiguous());
+    let (xs, ws, [rows, k, n]) = operands(&x, &w);
+    FlexTensor::from_data(TensorData::new(
+        tiled_product(xs, ws, [rows, k, n]),
+        [rows, n],
+    ))
+}
+
+/// The gradients of `y = x w` given `g = dy`: `(g w^T, x^T g)`.
+fn gradients(x: &[f32], w: &[f32], g: &[f32], [rows, k, n]: [usize; 3]) -> (Vec<f32>, Vec<f32>) {
+    let w_t = transpose_batched(w, [1, k, n]); // [n, k]
+    let dx = tiled_product(g, &w_t, [rows, n, k]);
+    let x_t = transpose_batched(x, [1, rows, k]); // [k, rows]
+    let mut dw = parallel_zeros(k * n);
+    if n > 0 {
+        dw.par_chunks_mut(WEIGHT_ROWS * n)
+            .zip(x_t.par_chunks(WEIGHT_ROWS * rows.max(1)))
+            .for_each(|(dw, x_t)| {
+                let m = dw.len() / n;
+                row_major_product([m, rows, n], dw, (x_t, rows), g, false);
+            });
+    }
+    (dx, dw)
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 2> for LinearBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (x_state, w_state) = ops.state;
+        let x = checkpointer
+            .retrieve_node_output::<FlexTensor>(x_state)
+            .to_contiguous();
+        let w = checkpointer
+            .retrieve_node_output::<FlexTensor>(w_state)
+            .to_contiguous();
+        let (xs, ws, [rows, k, n]) = operands(&x, &w);
+        let (dx, dw) = gradients(xs, ws, g.storage(), [rows, k, n]);
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, [k, n])));
+        }
+        if let Some(node) = node_x {
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(dx, [rows, k])),
+            );
+        }
+    }
+}
+
+fn linear_op(x: AdPrimitive, w: AdPrimitive) -> AdPrimitive {
+    let forward = || product(x.primitive(), w.primitive());
+    match LinearBackward
+        .prepare::<NoCheckpointing>([x.node(), w.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let w_state = prep.checkpoint(&w);
+            let y = forward();
+            prep.finish((x_state, w_state), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    /// The host op and burn's `Linear::forward` give the same output and
+    /// the same gradients for the input, weight and bias; with more rows
+    /// than one tile and more weight rows than one block (uneven last
+    /// ones), with and without bias, and without autodiff.
+    #[test]
+    fn host_linear_equals_burns_linear() {
+        for (rows, d_in, d_out, bias) in [(300, 37, 70, true), (5, 3, 4, false), (129, 16, 1, true)]
+        {
+            let device = Device::flex().autodiff();
+            let layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);
+            let x0 = Tensor::<2>::random([rows, d_in], Distribution::Default, &device).detach();
+            let probe = Tensor::<2>::random([rows, d_out], Distribution::Default, &device);
+            let run = |host: bool| {
+                let x = x0.clone().require_grad();
+                let y = if host {
+                    linear(&layer, x.clone())
+                } else {
+                    layer.forward(x.clone())
+                };
+                let grads = (y.clone() * probe.clone()).sum().backward();
+                let mut out = vec![
+                    y.inner().into_data(),
+                    x.grad(&grads).unwrap().into_data(),
+                    layer.weight.val().grad(&grads).unwrap().into_data(),
+                ];
+                if let Some(b) = &layer.bias {
+                    out.push(b.val().grad(&grads).unwrap().into_data());
+                }
+                out
+            };
+            let tol = Tolerance::rel_abs(1e-5, 1e-5);
+            for (ours, burns) in run(true).iter().zip(&run(false)) {
+                ours.assert_approx_eq::<f32>(burns, tol);
+            }
+            let inner = layer.valid();
+            let x = x0.clone().inner();
+            linear(&inner, x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(&inner.forward(x).into_data(), tol);
+        }
+    }
+}
