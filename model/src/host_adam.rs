@@ -38,15 +38,15 @@ pub struct HostAdam {
 
 impl Default for HostAdam {
     fn default() -> Self {
-        let config = AdamConfig::new();
+        let (beta_1, beta_2, epsilon) = (0.9, 0.999, 1e-5);
         Self {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-5,
-            fallback: config
-                .with_beta_1(0.9)
-                .with_beta_2(0.999)
-                .with_epsilon(1e-5)
+            beta_1,
+            beta_2,
+            epsilon,
+            fallback: AdamConfig::new()
+                .with_beta_1(beta_1)
+                .with_beta_2(beta_2)
+                .with_epsilon(epsilon)
                 .build(),
         }
     }
@@ -57,20 +57,6 @@ impl HostAdam {
     /// with this update).
     pub fn module_optimizer() -> ModuleOptimizer {
         ModuleOptimizer::from(Self::default())
-    }
-}
-
-/// `t` as a contiguous f32 flex tensor this code may write to.
-fn owned(t: FlexTensor) -> FlexTensor {
-    let t = t.to_contiguous();
-    if t.layout().start_offset() == 0 {
-        t
-    } else {
-        let shape = t.layout().shape().clone();
-        FlexTensor::from_data(TensorData::new(
-            t.into_data().try_to_vec::<f32>().unwrap(),
-            shape,
-        ))
     }
 }
 
@@ -107,12 +93,14 @@ impl Optimizer for HostAdam {
         // Drop the other handles, so the buffers are updated in place
         // rather than copied on write.
         drop((tensor, grad, state));
-        let mut param = owned(param);
+        // `to_contiguous` gives offset 0 and exactly `len` values; `storage_mut`
+        // copies a buffer that is still shared.
+        let mut param = param.to_contiguous();
         let grad_host = grad_host.to_contiguous();
         let len = param.layout().num_elements();
         let shape = param.layout().shape().clone();
         let (time, mut moment_1, mut moment_2) = match moments {
-            Some((time, m, v)) => (time + 1, owned(m), owned(v)),
+            Some((time, m, v)) => (time + 1, m.to_contiguous(), v.to_contiguous()),
             None => {
                 let zeros =
                     || FlexTensor::from_data(TensorData::new(parallel_zeros(len), shape.clone()));

@@ -170,16 +170,22 @@ fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
                         .flat_map(move |&ty| x.taps.iter().map(move |&tx| (tz * kh + ty) * kw + tx))
                 })
                 .collect();
-            let mut weights = parallel_zeros(taps.len() * c_in * c_out);
-            weights
+            let len = taps.len() * c_in * c_out;
+            let mut weights = Vec::with_capacity(len);
+            weights.spare_capacity_mut()[..len]
                 .par_chunks_mut(c_in * c_out)
                 .zip(&taps)
                 .for_each(|(block, &tap)| {
                     for (ci, row) in block.chunks_exact_mut(c_out).enumerate() {
                         let at = (ci * kd * kh * kw + tap) * c_out;
-                        row.copy_from_slice(&by_input_and_tap[at..at + c_out]);
+                        for (w, &v) in row.iter_mut().zip(&by_input_and_tap[at..at + c_out]) {
+                            w.write(v);
+                        }
                     }
                 });
+            // SAFETY: one block of `C_in` rows of `C_out` per tap: all `len`
+            // values were written above.
+            unsafe { weights.set_len(len) };
             Class { axes, weights }
         })
         .collect()
@@ -646,6 +652,7 @@ pub fn transpose_batched(src: &[f32], [batch, rows, cols]: [usize; 3]) -> Vec<f3
     // One task per band of BLOCK destination rows, done in BLOCK x BLOCK
     // squares. Every destination element is written once (no zeroing first).
     const BLOCK: usize = 32;
+    let avx = has_avx();
     dst.spare_capacity_mut()[..src.len()]
         .par_chunks_mut(rows * cols)
         .zip(src.par_chunks(rows * cols))
@@ -658,7 +665,7 @@ pub fn transpose_batched(src: &[f32], [batch, rows, cols]: [usize; 3]) -> Vec<f3
                         let i1 = (i0 + BLOCK).min(rows);
                         // Whole 8 x 8 blocks in registers where the CPU has
                         // AVX, the edges (and everything elsewhere) by value.
-                        let (i8, r8) = if has_avx() {
+                        let (i8, r8) = if avx {
                             let i8 = i0 + (i1 - i0) / 8 * 8;
                             let r8 = width / 8 * 8;
                             for i in (i0..i8).step_by(8) {
