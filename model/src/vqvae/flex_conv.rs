@@ -13,7 +13,8 @@
 //! output gradient: one task per kernel row `(kz, ky)` where rows are wide
 //! (up to 137 GFLOP/s at width 240), fixed groups of positions where they
 //! are narrow. A transposed convolution's weight gradient is the same sum
-//! with input and output gradient swapped. Other devices take burn's
+//! with input and output gradient swapped; tiles of positions whose kernel
+//! row reads only padding are skipped. Other devices take burn's
 //! `conv3d` / `conv_transpose3d` unchanged.
 
 use burn::backend::autodiff::NodeId;
@@ -400,6 +401,11 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
                 for n in 0..geometry.batch {
                     for p0 in (0..positions).step_by(ROW_TILE) {
                         let count = ROW_TILE.min(positions - p0);
+                        // Positions whose kernel row is all padding add
+                        // nothing: skip tiles made only of those.
+                        if !(p0..p0 + count).any(|p| row_reads_input(geometry, p, [tz, ty])) {
+                            continue;
+                        }
                         gather_tile(
                             col,
                             x_last,
@@ -441,6 +447,18 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
             }
         });
     sum
+}
+
+/// Whether kernel row `(tz, ty)` of output position `p` reads the input
+/// rather than only its padding.
+fn row_reads_input(geometry: &ConvGeometry, p: usize, [tz, ty]: [usize; 2]) -> bool {
+    let [_, oh, ow] = geometry.output;
+    let [d, h, _] = geometry.input;
+    let inside = |out: usize, tap: usize, axis: usize, size: usize| {
+        let at = (out * geometry.stride[axis] + tap) as isize - geometry.padding[axis] as isize;
+        at >= 0 && (at as usize) < size
+    };
+    inside(p / (oh * ow), tz, 0, d) && inside((p / ow) % oh, ty, 1, h)
 }
 
 /// The weight gradient as `[A, taps, C]`, with the positions split into
@@ -566,6 +584,9 @@ mod tests {
             // blocks of output channels.
             ([1, 24, 4, 5, 6], 70, 3, [1, 1, 1], [1, 1, 1]),
             ([1, 16, 6, 8, 8], 5, 4, [2, 2, 2], [1, 1, 1]),
+            // Tiles of one plane: products and weight-gradient tiles that
+            // read only padding are skipped, forward and backward.
+            ([1, 24, 4, 16, 16], 8, 3, [1, 1, 1], [1, 1, 1]),
         ] {
             let x = Tensor::<5>::random(xs, Distribution::Default, &device);
             let w = Tensor::<5>::random([c_out, xs[1], k, k, k], Distribution::Default, &device);
@@ -619,6 +640,11 @@ mod tests {
             (2, [4, 5, 6], 3, 70, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
             (1, [6, 8, 8], 5, 4, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
             (1, [5, 6, 7], 2, 3, [2, 3, 4], [1, 2, 1], [0, 1, 2]),
+            // Tiles of one output plane (or line): by rows skips the tiles
+            // whose kernel row reads only padding.
+            (2, [4, 16, 16], 3, 5, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (1, [8, 32, 32], 2, 3, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            (1, [2, 2, 256], 2, 3, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
         ] {
             let output = [0, 1, 2].map(|i| (input[i] + 2 * padding[i] - kernel[i]) / stride[i] + 1);
             let geometry = ConvGeometry {
