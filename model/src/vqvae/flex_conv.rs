@@ -30,7 +30,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::host_conv::{
-    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, parallel_zeros,
+    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, parallel_filled,
     row_major_product, transpose_batched, with_scratch,
 };
 
@@ -431,10 +431,10 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
         .collect();
     // Scatter the blocks into [A, taps, C].
     let taps = kd * kh * kw;
-    let mut sum = parallel_zeros(a * taps * c);
-    sum.par_chunks_mut(taps * c)
-        .enumerate()
-        .for_each(|(ai, sum)| {
+    // SAFETY: the tasks of each block of channels cover every kernel row
+    // `(tz, ty)`, and a row's `kw` taps are one run: every value is written.
+    unsafe {
+        parallel_filled(a * taps * c, taps * c, |ai, sum| {
             let a0 = ai / channels_per_task * channels_per_task;
             for (block, &(tz, ty, _)) in blocks
                 .iter()
@@ -443,10 +443,10 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
             {
                 let tap = (tz * kh + ty) * kw;
                 let at = (ai - a0) * run;
-                sum[tap * c..tap * c + run].copy_from_slice(&block[at..at + run]);
+                sum[tap * c..tap * c + run].write_copy_of_slice(&block[at..at + run]);
             }
-        });
-    sum
+        })
+    }
 }
 
 /// Whether kernel row `(tz, ty)` of output position `p` reads the input

@@ -21,9 +21,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
-use rayon::prelude::*;
 
-use super::host_conv::{parallel_zeros, row_major_product, transpose_batched};
+use super::host_conv::{parallel_filled, row_major_product_into, transpose_batched};
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
@@ -70,17 +69,15 @@ fn operands<'a>(a: &'a FlexTensor, b: &'a FlexTensor) -> (&'a [f32], &'a [f32], 
 /// `a b` for `a` `[rows, k]` and `b` `[k, n]` (row-major): tiles of rows of
 /// `a` shared by the cores.
 fn tiled_product(a: &[f32], b: &[f32], [rows, k, n]: [usize; 3]) -> Vec<f32> {
-    let mut out = parallel_zeros(rows * n);
-    if n == 0 {
-        return out;
-    }
-    out.par_chunks_mut(ROW_TILE * n)
-        .zip(a.par_chunks(ROW_TILE * k.max(1)))
-        .for_each(|(out, a)| {
+    // SAFETY: each chunk is `m` whole rows of `n` and the product writes
+    // all `m * n` values.
+    unsafe {
+        parallel_filled(rows * n, ROW_TILE * n, |tile, out| {
             let m = out.len() / n;
-            row_major_product([m, k, n], out, (a, k), b, false);
-        });
-    out
+            let a = &a[tile * ROW_TILE * k..];
+            row_major_product_into([m, k, n], out, (a, k), b);
+        })
+    }
 }
 
 /// `x w` on flex tensors `x` `[rows, k]` and `w` `[k, n]`.
@@ -98,15 +95,15 @@ fn gradients(x: &[f32], w: &[f32], g: &[f32], [rows, k, n]: [usize; 3]) -> (Vec<
     let w_t = transpose_batched(w, [1, k, n]); // [n, k]
     let dx = tiled_product(g, &w_t, [rows, n, k]);
     let x_t = transpose_batched(x, [1, rows, k]); // [k, rows]
-    let mut dw = parallel_zeros(k * n);
-    if n > 0 {
-        dw.par_chunks_mut(WEIGHT_ROWS * n)
-            .zip(x_t.par_chunks(WEIGHT_ROWS * rows.max(1)))
-            .for_each(|(dw, x_t)| {
-                let m = dw.len() / n;
-                row_major_product([m, rows, n], dw, (x_t, rows), g, false);
-            });
-    }
+    // SAFETY: each chunk is `m` whole rows of `n` and the product writes
+    // all `m * n` values.
+    let dw = unsafe {
+        parallel_filled(k * n, WEIGHT_ROWS * n, |block, dw| {
+            let m = dw.len() / n;
+            let x_t = &x_t[block * WEIGHT_ROWS * rows..];
+            row_major_product_into([m, rows, n], dw, (x_t, rows), g);
+        })
+    };
     (dx, dw)
 }
 

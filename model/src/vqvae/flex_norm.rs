@@ -28,7 +28,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::host_conv::parallel_zeros;
+use super::host_conv::parallel_filled;
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
@@ -128,17 +128,16 @@ fn affine(stats: &ChannelStats, gamma: &[f32], beta: &[f32], epsilon: f64) -> Ve
 /// `relu(x * scale + shift)` per channel.
 fn forward(x: &[f32], dims: [usize; 3], coefficients: &[[f32; 3]]) -> Vec<f32> {
     let [_, channels, samples] = dims;
-    let mut y = parallel_zeros(x.len());
-    y.par_chunks_mut(samples)
-        .zip(x.par_chunks(samples))
-        .enumerate()
-        .for_each(|(run, (y, x))| {
+    // SAFETY: each run of `samples` values is written whole.
+    unsafe {
+        parallel_filled(x.len(), samples, |run, y| {
             let [scale, shift, _] = coefficients[run % channels];
+            let x = &x[run * samples..(run + 1) * samples];
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x * scale + shift).max(0.0);
+                y.write((x * scale + shift).max(0.0));
             }
-        });
-    y
+        })
+    }
 }
 
 /// The gradients of `relu(batch_norm(x))`: `(dx, dgamma, dbeta)`.
@@ -191,11 +190,13 @@ fn backward(
         })
         .unzip();
     let count = (batch * samples) as f32;
-    let mut dx = parallel_zeros(x.len());
-    dx.par_chunks_mut(samples)
-        .zip(x.par_chunks(samples).zip(grad.par_chunks(samples)))
-        .enumerate()
-        .for_each(|(run, (dx, (x, g)))| {
+    // SAFETY: each run of `samples` values is written whole.
+    let dx = unsafe {
+        parallel_filled(x.len(), samples, |run, dx| {
+            let (x, g) = (
+                &x[run * samples..(run + 1) * samples],
+                &grad[run * samples..(run + 1) * samples],
+            );
             let c = run % channels;
             let (mean, k) = (stats.mean[c], coefficients[c]);
             let inv_std = k[2];
@@ -204,9 +205,10 @@ fn backward(
             for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
                 let xhat = (x - mean) * inv_std;
                 let g = if passed(x, k) { g } else { 0.0 };
-                *dx = scale * (g - mean_g - xhat * mean_gx);
+                dx.write(scale * (g - mean_g - xhat * mean_gx));
             }
-        });
+        })
+    };
     (dx, dgamma, dbeta)
 }
 

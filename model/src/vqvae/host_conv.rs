@@ -234,7 +234,9 @@ fn gather_then_multiply(
 ) -> Vec<f32> {
     let [od, oh, ow] = geometry.output;
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
-    let mut output = parallel_zeros(geometry.batch * od * oh * ow * c_out);
+    let len = geometry.batch * od * oh * ow * c_out;
+    // Every row is written by exactly one tile below: no zeroing first.
+    let mut output = Vec::with_capacity(len);
     let classes = classes(geometry, weight);
     let tasks: Vec<(usize, usize)> = classes
         .iter()
@@ -347,11 +349,13 @@ fn gather_then_multiply(
             for (t, &target) in targets[..count].iter().enumerate() {
                 // SAFETY: each output position belongs to exactly one class
                 // and one tile, so no two tasks write the same row.
-                let dst = unsafe { out.row(target, c_out) };
-                dst.copy_from_slice(&product[t * c_out..(t + 1) * c_out]);
+                unsafe { out.write_row(target, &product[t * c_out..(t + 1) * c_out]) };
             }
         })
     });
+    // SAFETY: the classes partition the output positions and the tiles
+    // partition each class, so every row of `C_out` values was written.
+    unsafe { output.set_len(len) };
     output
 }
 
@@ -490,26 +494,53 @@ fn multiply_then_gather(
 /// calling thread. `out` and `b` are row-major and contiguous; row `i` of
 /// `a` starts at `i * a_row_stride` (`k` for a contiguous `a`).
 pub(crate) fn row_major_product(
-    [m, k, n]: [usize; 3],
+    dims: [usize; 3],
     out: &mut [f32],
+    a: (&[f32], usize),
+    b: &[f32],
+    accumulate: bool,
+) {
+    assert!(out.len() >= dims[0] * dims[2], "product output");
+    // SAFETY: `out` holds the `m * n` values written (and read, if
+    // `accumulate`), all initialised.
+    unsafe { product_to(dims, out.as_mut_ptr(), a, b, accumulate) }
+}
+
+/// `out[m, n] = a[m, k] x b[k, n]` into memory that need not be
+/// initialised: every one of the `m * n` values is written, none is read.
+pub(crate) fn row_major_product_into(
+    dims: [usize; 3],
+    out: &mut [MaybeUninit<f32>],
+    a: (&[f32], usize),
+    b: &[f32],
+) {
+    assert!(out.len() >= dims[0] * dims[2], "product output");
+    // SAFETY: `out` holds the `m * n` values written; without `accumulate`
+    // gemm writes `dst` without reading it (and zeros where `k` is 0).
+    unsafe { product_to(dims, out.as_mut_ptr().cast(), a, b, false) }
+}
+
+/// # Safety
+/// `out` points to `m * n` writable values, initialised if `accumulate`.
+unsafe fn product_to(
+    [m, k, n]: [usize; 3],
+    out: *mut f32,
     (a, a_row_stride): (&[f32], usize),
     b: &[f32],
     accumulate: bool,
 ) {
     assert!(
-        out.len() >= m * n
-            && b.len() >= k * n
-            && a_row_stride >= k
-            && (m == 0 || a.len() >= (m - 1) * a_row_stride + k),
+        b.len() >= k * n && a_row_stride >= k && (m == 0 || a.len() >= (m - 1) * a_row_stride + k),
         "product operands"
     );
-    // SAFETY: the assertion keeps every pointer and stride inside its buffer.
+    // SAFETY: the assertion keeps every pointer and stride of `a` and `b`
+    // inside its buffer; the caller vouches for `out`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             n as isize,
             accumulate,
@@ -585,13 +616,14 @@ unsafe impl Send for SharedOutput {}
 unsafe impl Sync for SharedOutput {}
 
 impl SharedOutput {
-    /// Row `index` of width `width`.
+    /// Writes `values` as row `index` (rows `values.len()` wide).
     ///
     /// # Safety
-    /// The row lies inside the buffer, and no one else touches it meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, index: usize, width: usize) -> &mut [f32] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(index * width), width) }
+    /// The row lies inside the buffer's capacity, and no one else touches
+    /// it meanwhile.
+    unsafe fn write_row(&self, index: usize, values: &[f32]) {
+        let width = values.len();
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.0.add(index * width), width) }
     }
 }
 
@@ -607,6 +639,28 @@ pub(crate) fn parallel_zeros(len: usize) -> Vec<f32> {
     // SAFETY: every one of the `len` elements was initialised just above.
     unsafe { zeros.set_len(len) };
     zeros
+}
+
+/// `len` values that `fill(index, chunk)` writes in parallel, chunk by
+/// chunk (`chunk_len` values each, the last one shorter), with nothing
+/// zeroed first: a buffer of a few megabytes that is overwritten anyway
+/// costs a pass over memory to zero.
+///
+/// # Safety
+/// `fill` writes every value of every chunk it is given.
+pub(crate) unsafe fn parallel_filled(
+    len: usize,
+    chunk_len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk_len.max(1))
+        .enumerate()
+        .for_each(|(index, chunk)| fill(index, chunk));
+    // SAFETY: `fill` wrote all `len` values (the caller's promise).
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// Whether this CPU has AVX (for [`transpose_8x8_avx`]).
