@@ -4,9 +4,12 @@
 //!
 //! The forward pass and the input gradient (a transposed convolution of the
 //! output gradient by the same weight, and the other way round) are
-//! `host_conv::convolve`: channels-last gathers times the weight (`gemm`),
-//! 100-150 GFLOP/s on two cores at this model's shapes where flex's own
-//! kernels ran at 25-30. flex has no weight-gradient kernel of its own;
+//! `host_conv::convolve_channels_first`: channels-last gathers times the
+//! weight (`gemm`), written back channels first tile by tile, 200-270
+//! GFLOP/s on two cores at this model's shapes where flex's own kernels
+//! ran at 25-30. A convolution's input is transposed to channels last once:
+//! the backward pass keeps that copy (instead of the input) for the weight
+//! gradient's gathers. flex has no weight-gradient kernel of its own;
 //! burn's default computes it as a convolution with batch and channels
 //! swapped and the output gradient as the kernel, at 4-26 GFLOP/s. Here it
 //! is a channels-last im2col of the input (the same gathers) times the
@@ -28,10 +31,11 @@ use burn::tensor::module::{conv_transpose3d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use super::host_conv::{
-    ConvGeometry, ConvKindGeometry as Geometry, convolve, gather_row, parallel_filled,
-    row_major_product, transpose_batched, with_scratch,
+    ConvGeometry, ConvKindGeometry as Geometry, convolve_channels_first, gather_row,
+    parallel_filled, row_major_product, transpose_batched, with_scratch,
 };
 
 type FlexAd = Autodiff<Flex>;
@@ -62,24 +66,51 @@ pub fn conv_transpose3d_fast_weight_grad(
     with_fast_weight_grad::<ConvTranspose>(x, weight, bias, options, eligible, conv_transpose3d)
 }
 
-/// A kind of convolution: flex's forward pass and input gradient, and the
-/// operands of its weight gradient.
+/// A kind of convolution: its forward pass, input gradient and weight
+/// gradient on the host.
 trait ConvKind: Send + Sync + std::fmt::Debug + 'static {
     type Options: Clone + Send + Sync + std::fmt::Debug + 'static;
-    fn forward(x: FlexTensor, weight: FlexTensor, options: Self::Options) -> FlexTensor;
-    fn input_grad(
+    /// What the backward pass keeps of the input.
+    type Saved: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// The forward pass, and what the backward pass keeps of `x`.
+    fn forward(
         x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        options: Self::Options,
+        weight: &FlexTensor,
+        options: &Self::Options,
+    ) -> (FlexTensor, Self::Saved);
+    fn input_grad(
+        saved: &Self::Saved,
+        weight: &FlexTensor,
+        grad: &FlexTensor,
+        options: &Self::Options,
     ) -> FlexTensor;
     /// [`weight_gradient`] for this kind; `kernel` is the weight's `[kd, kh, kw]`.
     fn weight_grad(
-        x: &FlexTensor,
+        saved: &Self::Saved,
         grad: &FlexTensor,
         kernel: [usize; 3],
         options: &Self::Options,
     ) -> Vec<f32>;
+}
+
+/// An input `[B, C, D, H, W]` kept channels last (`[B, D, H, W, C]`): the
+/// forward pass gathers from it and the weight gradient gathers from it
+/// again, so it is transposed once.
+#[derive(Debug, Clone)]
+struct ChannelsLast {
+    values: Arc<Vec<f32>>,
+    /// The channels-first shape `[B, C, D, H, W]`.
+    shape: [usize; 5],
+}
+
+impl ChannelsLast {
+    fn new(x: &FlexTensor) -> Self {
+        let x = x.to_contiguous();
+        let shape: [usize; 5] = x.layout().shape().dims();
+        let [b, c, d, h, w] = shape;
+        let values = Arc::new(transpose_batched(x.storage(), [b, c, d * h * w]));
+        Self { values, shape }
+    }
 }
 
 #[derive(Debug)]
@@ -87,34 +118,41 @@ struct Conv;
 
 impl ConvKind for Conv {
     type Options = ConvOptions<3>;
-    fn forward(x: FlexTensor, weight: FlexTensor, options: Self::Options) -> FlexTensor {
-        let [_, _, d, h, w]: [usize; 5] = x.layout().shape().dims();
+    type Saved = ChannelsLast;
+    fn forward(
+        x: FlexTensor,
+        weight: &FlexTensor,
+        options: &Self::Options,
+    ) -> (FlexTensor, ChannelsLast) {
+        let x = ChannelsLast::new(&x);
+        let [_, _, d, h, w] = x.shape;
         let [c_out, _, kd, kh, kw]: [usize; 5] = weight.layout().shape().dims();
         let output = [(d, kd, 0), (h, kh, 1), (w, kw, 2)].map(|(n, k, axis)| {
             let (begin, end) = options.padding[axis];
             (n + begin + end - k) / options.stride[axis] + 1
         });
-        host_convolution(
+        let y = host_convolution(
             &x,
-            &weight,
+            weight,
             Geometry::Forward,
             c_out,
             output,
             options.stride,
             options.padding_begin(),
-        )
+        );
+        (y, x)
     }
     /// The transposed convolution of the output gradient by the same weight.
     fn input_grad(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        options: Self::Options,
+        x: &ChannelsLast,
+        weight: &FlexTensor,
+        grad: &FlexTensor,
+        options: &Self::Options,
     ) -> FlexTensor {
-        let [_, c_in, d, h, w]: [usize; 5] = x.layout().shape().dims();
+        let [_, c_in, d, h, w] = x.shape;
         host_convolution(
-            &grad,
-            &weight,
+            &ChannelsLast::new(grad),
+            weight,
             Geometry::Transposed,
             c_in,
             [d, h, w],
@@ -123,7 +161,7 @@ impl ConvKind for Conv {
         )
     }
     fn weight_grad(
-        x: &FlexTensor,
+        x: &ChannelsLast,
         grad: &FlexTensor,
         kernel: [usize; 3],
         options: &Self::Options,
@@ -137,35 +175,42 @@ struct ConvTranspose;
 
 impl ConvKind for ConvTranspose {
     type Options = ConvTransposeOptions<3>;
-    fn forward(x: FlexTensor, weight: FlexTensor, options: Self::Options) -> FlexTensor {
+    /// The input as it is: the weight gradient reads it channels first.
+    type Saved = FlexTensor;
+    fn forward(
+        x: FlexTensor,
+        weight: &FlexTensor,
+        options: &Self::Options,
+    ) -> (FlexTensor, FlexTensor) {
         let [_, _, d, h, w]: [usize; 5] = x.layout().shape().dims();
         let [_, c_out, kd, kh, kw]: [usize; 5] = weight.layout().shape().dims();
         let output = [(d, kd, 0), (h, kh, 1), (w, kw, 2)].map(|(n, k, axis)| {
             ((n - 1) * options.stride[axis] + k + options.padding_out[axis])
                 .saturating_sub(2 * options.padding[axis])
         });
-        host_convolution(
-            &x,
-            &weight,
+        let y = host_convolution(
+            &ChannelsLast::new(&x),
+            weight,
             Geometry::Transposed,
             c_out,
             output,
             options.stride,
             options.padding,
-        )
+        );
+        (y, x)
     }
     /// The convolution of the output gradient by the same weight, read as
     /// `[C_out, C_in, k..]` of that convolution.
     fn input_grad(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        options: Self::Options,
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        grad: &FlexTensor,
+        options: &Self::Options,
     ) -> FlexTensor {
         let [_, c_in, d, h, w]: [usize; 5] = x.layout().shape().dims();
         host_convolution(
-            &grad,
-            &weight,
+            &ChannelsLast::new(grad),
+            weight,
             Geometry::Forward,
             c_in,
             [d, h, w],
@@ -181,15 +226,20 @@ impl ConvKind for ConvTranspose {
         kernel: [usize; 3],
         options: &Self::Options,
     ) -> Vec<f32> {
-        weight_gradient(grad, x, kernel, options.stride, options.padding)
+        weight_gradient(
+            &ChannelsLast::new(grad),
+            x,
+            kernel,
+            options.stride,
+            options.padding,
+        )
     }
 }
 
-/// [`convolve`] on channels-first flex tensors: `input` `[B, C, D, H, W]`
-/// and `weight` in burn's layout for `kind`; the output `[B, channels_out,
-/// output..]`.
+/// [`convolve_channels_first`] of a channels-last input by `weight` in
+/// burn's layout for `kind`: the output `[B, channels_out, output..]`.
 fn host_convolution(
-    input: &FlexTensor,
+    input: &ChannelsLast,
     weight: &FlexTensor,
     kind: Geometry,
     channels_out: usize,
@@ -197,9 +247,8 @@ fn host_convolution(
     stride: [usize; 3],
     padding: [usize; 3],
 ) -> FlexTensor {
-    let input = input.to_contiguous();
     let weight = weight.to_contiguous();
-    let [batch, channels_in, d, h, w]: [usize; 5] = input.layout().shape().dims();
+    let [batch, channels_in, d, h, w] = input.shape;
     let [_, _, kd, kh, kw]: [usize; 5] = weight.layout().shape().dims();
     let geometry = ConvGeometry {
         kind,
@@ -212,10 +261,7 @@ fn host_convolution(
         stride,
         padding,
     };
-    let input_last = transpose_batched(input.storage(), [batch, channels_in, d * h * w]);
-    let output_last = convolve(&input_last, weight.storage(), &geometry);
-    let spatial = output.iter().product::<usize>();
-    let output_first = transpose_batched(&output_last, [batch, spatial, channels_out]);
+    let output_first = convolve_channels_first(&input.values, weight.storage(), &geometry);
     let [od, oh, ow] = output;
     FlexTensor::from_data(TensorData::new(
         output_first,
@@ -247,7 +293,7 @@ fn with_fast_weight_grad<K: ConvKind>(
         weight.clone().try_into_primitive::<Flex>(),
     ) {
         // Inference (encoding, evaluation): the host forward pass alone.
-        Tensor::<5>::from_primitive::<Flex>(K::forward(x_flex, w_flex, options))
+        Tensor::<5>::from_primitive::<Flex>(K::forward(x_flex, &w_flex, &options).0)
     } else {
         return plain(x, weight, bias, options);
     };
@@ -266,7 +312,7 @@ fn with_fast_weight_grad<K: ConvKind>(
 struct FastWeightGrad<K>(std::marker::PhantomData<K>);
 
 impl<K: ConvKind> Backward<Flex, 2> for FastWeightGrad<K> {
-    type State = (NodeId, NodeId, K::Options);
+    type State = (K::Saved, NodeId, K::Options);
 
     fn backward(
         self,
@@ -276,8 +322,7 @@ impl<K: ConvKind> Backward<Flex, 2> for FastWeightGrad<K> {
     ) {
         let [node_x, node_weight] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
+        let (x, weight_state, options) = ops.state;
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
         if let Some(node) = node_weight {
             let shape: [usize; 5] = weight.layout().shape().dims();
@@ -286,7 +331,7 @@ impl<K: ConvKind> Backward<Flex, 2> for FastWeightGrad<K> {
             grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, shape)));
         }
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, K::input_grad(x, weight, grad, options));
+            grads.register::<Flex>(node.id, K::input_grad(&x, &weight, &grad, &options));
         }
     }
 }
@@ -296,19 +341,21 @@ fn fast_weight_grad_op<K: ConvKind>(
     weight: AdPrimitive,
     options: K::Options,
 ) -> AdPrimitive {
-    let forward = |options| K::forward(x.primitive().clone(), weight.primitive().clone(), options);
     match FastWeightGrad::<K>(std::marker::PhantomData)
         .prepare::<NoCheckpointing>([x.node(), weight.node()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
+            // The weight is checkpointed; of `x`, the backward pass keeps
+            // what `K` saves (a convolution: its channels-last copy).
             let weight_state = prep.checkpoint(&weight);
-            let y = forward(options.clone());
-            prep.finish((x_state, weight_state, options), y)
+            let (y, saved) = K::forward(x.primitive().clone(), weight.primitive(), &options);
+            prep.finish((saved, weight_state, options), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(options)),
+        OpsKind::UnTracked(prep) => {
+            prep.finish(K::forward(x.primitive().clone(), weight.primitive(), &options).0)
+        }
     }
 }
 
@@ -329,20 +376,19 @@ const MIN_RUN: usize = 64;
 /// (zero outside `I`): the weight gradient `[A, C, kd, kh, kw]` of a
 /// convolution with input `input` `[B, C, D, H, W]` and output gradient
 /// `output_grad` `[B, A, Do, Ho, Wo]`.
-pub fn weight_gradient(
-    input: &FlexTensor,
+fn weight_gradient(
+    input: &ChannelsLast,
     output_grad: &FlexTensor,
     kernel: [usize; 3],
     stride: [usize; 3],
     padding: [usize; 3],
 ) -> Vec<f32> {
-    let input = input.to_contiguous();
     let output_grad = output_grad.to_contiguous();
-    let [b, c, d, h, w]: [usize; 5] = input.layout().shape().dims();
+    let [b, c, d, h, w] = input.shape;
     let [b2, a, od, oh, ow]: [usize; 5] = output_grad.layout().shape().dims();
     assert_eq!(b, b2, "batch of input and output gradient");
     // Channels last: an im2col row copies runs of C contiguous values.
-    let x_last = transpose_batched(input.storage(), [b, c, d * h * w]);
+    let x_last: &[f32] = &input.values;
     // The im2col rows are the gathers of the forward convolution.
     let geometry = ConvGeometry {
         kind: Geometry::Forward,
@@ -359,9 +405,9 @@ pub fn weight_gradient(
     let [kd, kh, kw] = kernel;
     let by_rows = kd * kh > 1 && kw * c >= MIN_RUN;
     let sum = if by_rows {
-        weight_gradient_by_rows(&x_last, g, &geometry)
+        weight_gradient_by_rows(x_last, g, &geometry)
     } else {
-        weight_gradient_by_positions(&x_last, g, &geometry)
+        weight_gradient_by_positions(x_last, g, &geometry)
     };
     // [A, taps, C] -> [A, C, taps]
     transpose_batched(&sum, [a, kd * kh * kw, c])

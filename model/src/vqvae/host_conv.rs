@@ -198,6 +198,35 @@ fn classes(geometry: &ConvGeometry, weight: &[f32]) -> Vec<Class> {
 /// `weight` (burn's layout for `geometry.kind`): `[batch, output..,
 /// C_out]`, channels last, without bias.
 pub fn convolve(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+    assert_operand_sizes(input, weight, geometry);
+    if multiplies_first(geometry) {
+        multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET)
+    } else {
+        gather_then_multiply(input, weight, geometry, PRODUCT_DEPTH, Layout::ChannelsLast)
+    }
+}
+
+/// [`convolve`] with the output channels first (`[batch, C_out,
+/// output..]`, burn's layout): the tiles write their products transposed,
+/// while they are in cache, rather than a separate pass over the output.
+pub fn convolve_channels_first(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+    assert_operand_sizes(input, weight, geometry);
+    if multiplies_first(geometry) {
+        let spatial = geometry.output.iter().product::<usize>();
+        let last = multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET);
+        transpose_batched(&last, [geometry.batch, spatial, geometry.channels_out])
+    } else {
+        gather_then_multiply(
+            input,
+            weight,
+            geometry,
+            PRODUCT_DEPTH,
+            Layout::ChannelsFirst,
+        )
+    }
+}
+
+fn assert_operand_sizes(input: &[f32], weight: &[f32], geometry: &ConvGeometry) {
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
     assert_eq!(
         input.len(),
@@ -209,18 +238,25 @@ pub fn convolve(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f
         c_in * c_out * geometry.kernel.iter().product::<usize>(),
         "weight size"
     );
-    // Few output channels: gathering `taps * C_in` values per output for a
-    // product only `C_out` wide costs more than the product itself, so
-    // multiply every input position by every tap first (`taps * C_out`
-    // values) and gather those. Not for strided forward convolutions,
-    // whose inputs outnumber their outputs.
-    let multiply_first = 4 * c_out <= c_in
-        && (geometry.kind == ConvKindGeometry::Transposed || geometry.stride == [1, 1, 1]);
-    if multiply_first {
-        multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET)
-    } else {
-        gather_then_multiply(input, weight, geometry, PRODUCT_DEPTH)
-    }
+}
+
+/// Few output channels: gathering `taps * C_in` values per output for a
+/// product only `C_out` wide costs more than the product itself, so
+/// multiply every input position by every tap first (`taps * C_out`
+/// values) and gather those. Not for strided forward convolutions, whose
+/// inputs outnumber their outputs.
+fn multiplies_first(geometry: &ConvGeometry) -> bool {
+    4 * geometry.channels_out <= geometry.channels_in
+        && (geometry.kind == ConvKindGeometry::Transposed || geometry.stride == [1, 1, 1])
+}
+
+/// Where the channels of a convolution's output go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `[batch, output.., C_out]`.
+    ChannelsLast,
+    /// `[batch, C_out, output..]`.
+    ChannelsFirst,
 }
 
 /// Per tile of output positions: gather the taps' input rows of a few
@@ -231,6 +267,7 @@ fn gather_then_multiply(
     weight: &[f32],
     geometry: &ConvGeometry,
     product_depth: usize,
+    layout: Layout,
 ) -> Vec<f32> {
     let [od, oh, ow] = geometry.output;
     let (c_in, c_out) = (geometry.channels_in, geometry.channels_out);
@@ -346,15 +383,32 @@ fn gather_then_multiply(
             if !summed {
                 product[..count * c_out].fill(0.0);
             }
-            for (t, &target) in targets[..count].iter().enumerate() {
-                // SAFETY: each output position belongs to exactly one class
-                // and one tile, so no two tasks write the same row.
-                unsafe { out.write_row(target, &product[t * c_out..(t + 1) * c_out]) };
+            let product = &product[..count * c_out];
+            match layout {
+                Layout::ChannelsLast => {
+                    for (t, &target) in targets[..count].iter().enumerate() {
+                        // SAFETY: each output position belongs to exactly
+                        // one class and one tile, so no two tasks write the
+                        // same row.
+                        unsafe { out.write_row(target, &product[t * c_out..(t + 1) * c_out]) };
+                    }
+                }
+                Layout::ChannelsFirst => {
+                    let spatial = od * oh * ow;
+                    // Position `n * spatial + s` -> value `(n * C_out + c) * spatial + s`.
+                    for target in &mut targets[..count] {
+                        *target += *target / spatial * (c_out - 1) * spatial;
+                    }
+                    // SAFETY: as above, the tile's positions are its own,
+                    // and every offset `target + c * spatial` lies inside
+                    // the `batch * C_out * spatial` values.
+                    unsafe { out.write_columns(&targets[..count], spatial, product, c_out) };
+                }
             }
         })
     });
     // SAFETY: the classes partition the output positions and the tiles
-    // partition each class, so every row of `C_out` values was written.
+    // partition each class, so every position's `C_out` values were written.
     unsafe { output.set_len(len) };
     output
 }
@@ -625,6 +679,46 @@ impl SharedOutput {
         let width = values.len();
         unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.0.add(index * width), width) }
     }
+
+    /// Writes `tile` (`[offsets.len(), width]`) transposed: value `(t, c)`
+    /// to `offsets[t] + c * stride`. Runs of 8 consecutive offsets go 8 x 8
+    /// at a time through AVX registers where the CPU has it.
+    ///
+    /// # Safety
+    /// Every such destination lies inside the buffer's capacity, and no one
+    /// else touches them meanwhile.
+    unsafe fn write_columns(&self, offsets: &[usize], stride: usize, tile: &[f32], width: usize) {
+        let avx = has_avx();
+        for (block, offsets) in offsets.chunks(8).enumerate() {
+            let t0 = block * 8;
+            let consecutive = offsets.len() == 8 && offsets[7] == offsets[0] + 7;
+            let mut c0 = 0;
+            if avx && consecutive {
+                #[cfg(target_arch = "x86_64")]
+                while c0 + 8 <= width {
+                    // SAFETY: rows t0..t0 + 8 of the tile at columns
+                    // c0..c0 + 8; destinations offsets[0] + (c0..c0 + 8) *
+                    // stride, 8 consecutive values each (the caller's
+                    // promise).
+                    unsafe {
+                        transpose_8x8_avx(
+                            tile.as_ptr().add(t0 * width + c0),
+                            width,
+                            self.0.add(offsets[0] + c0 * stride),
+                            stride,
+                        )
+                    };
+                    c0 += 8;
+                }
+            }
+            for c in c0..width {
+                for (i, &offset) in offsets.iter().enumerate() {
+                    // SAFETY: the caller's promise.
+                    unsafe { *self.0.add(offset + c * stride) = tile[(t0 + i) * width + c] };
+                }
+            }
+        }
+    }
 }
 
 /// `len` zeros, written by all cores: `vec![0.0; len]` of a few megabytes
@@ -873,6 +967,7 @@ mod tests {
     #[test]
     fn gathered_convolutions_equal_the_textbook_sums() {
         use ConvKindGeometry::{Forward, Transposed};
+        use Layout::{ChannelsFirst, ChannelsLast};
         // (kind, batch, input, output, c_in, c_out, kernel, stride, padding)
         #[rustfmt::skip]
         let cases = [
@@ -894,6 +989,10 @@ mod tests {
             (Forward, 1, [8, 32, 32], [4, 16, 16], 2, 3, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
             (Forward, 1, [2, 2, 256], [2, 2, 256], 1, 2, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
             (Transposed, 1, [4, 16, 16], [8, 32, 32], 2, 3, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            // Enough output channels for whole 8 x 8 blocks when writing
+            // channels first, and tiles across batch items.
+            (Forward, 2, [3, 5, 7], [3, 5, 7], 4, 11, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (Transposed, 2, [3, 4, 5], [6, 8, 10], 3, 16, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
         ];
         for (i, (kind, batch, input, output, c_in, c_out, kernel, stride, padding)) in
             cases.into_iter().enumerate()
@@ -921,16 +1020,39 @@ mod tests {
                 ("convolve", convolve(&x, &w, &g)),
                 (
                     "gather first",
-                    gather_then_multiply(&x, &w, &g, PRODUCT_DEPTH),
+                    gather_then_multiply(&x, &w, &g, PRODUCT_DEPTH, ChannelsLast),
                 ),
                 // One kernel row per product, and a few (the last
                 // product with fewer).
-                ("gather first, by rows", gather_then_multiply(&x, &w, &g, 1)),
+                (
+                    "gather first, by rows",
+                    gather_then_multiply(&x, &w, &g, 1, ChannelsLast),
+                ),
                 (
                     "gather first, rows in twos and fives",
-                    gather_then_multiply(&x, &w, &g, 40),
+                    gather_then_multiply(&x, &w, &g, 40, ChannelsLast),
                 ),
             ];
+            // The same, written channels first, read back channels last.
+            let spatial = output.iter().product::<usize>();
+            let back = |first: Vec<f32>| transpose_batched(&first, [batch, c_out, spatial]);
+            runs.extend([
+                ("channels first", back(convolve_channels_first(&x, &w, &g))),
+                (
+                    "gather first, channels first",
+                    back(gather_then_multiply(
+                        &x,
+                        &w,
+                        &g,
+                        PRODUCT_DEPTH,
+                        ChannelsFirst,
+                    )),
+                ),
+                (
+                    "gather first, by rows, channels first",
+                    back(gather_then_multiply(&x, &w, &g, 1, ChannelsFirst)),
+                ),
+            ]);
             if kind == Transposed || stride == [1, 1, 1] {
                 runs.push((
                     "multiply first",
