@@ -11,6 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::flex_linear::linear;
+use super::flex_permute::{channels_first, channels_last};
 use super::host_attention::{AxialLines, attend_on_host};
 
 /// Self-attention along one axis of a `[b, t, h, w, c]` tensor; every line
@@ -185,14 +186,14 @@ impl AxialBlockConfig {
 
 impl AxialBlock {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let mut x = x.permute([0, 2, 3, 4, 1]); // [b, t, h, w, c]
+        let mut x = channels_last(x); // [b, t, h, w, c]
         if let Some(position) = &self.position {
             x = x + position.table().unsqueeze_dim(0);
         }
         let y = self.attend_t.forward(x.clone())
             + self.attend_h.forward(x.clone())
             + self.attend_w.forward(x);
-        y.permute([0, 4, 1, 2, 3])
+        channels_first(y)
     }
 }
 

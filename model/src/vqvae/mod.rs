@@ -17,6 +17,7 @@ pub mod encoder;
 pub mod flex_conv;
 pub mod flex_linear;
 pub mod flex_norm;
+pub mod flex_permute;
 pub mod host_attention;
 pub mod host_conv;
 pub mod residual;
