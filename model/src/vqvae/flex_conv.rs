@@ -17,7 +17,8 @@
 //! (up to 137 GFLOP/s at width 240), fixed groups of positions where they
 //! are narrow. A transposed convolution's weight gradient is the same sum
 //! with input and output gradient swapped; tiles of positions whose kernel
-//! row reads only padding are skipped. Other devices take burn's
+//! row reads only padding are skipped. The bias is part of the op: added
+//! and summed for its gradient on all cores. Other devices take burn's
 //! `conv3d` / `conv_transpose3d` unchanged.
 
 use burn::backend::autodiff::NodeId;
@@ -72,10 +73,12 @@ trait ConvKind: Send + Sync + std::fmt::Debug + 'static {
     type Options: Clone + Send + Sync + std::fmt::Debug + 'static;
     /// What the backward pass keeps of the input.
     type Saved: Clone + Send + Sync + std::fmt::Debug + 'static;
-    /// The forward pass, and what the backward pass keeps of `x`.
+    /// The forward pass (plus `bias` per output channel, if any), and what
+    /// the backward pass keeps of `x`.
     fn forward(
         x: FlexTensor,
         weight: &FlexTensor,
+        bias: Option<&[f32]>,
         options: &Self::Options,
     ) -> (FlexTensor, Self::Saved);
     fn input_grad(
@@ -122,6 +125,7 @@ impl ConvKind for Conv {
     fn forward(
         x: FlexTensor,
         weight: &FlexTensor,
+        bias: Option<&[f32]>,
         options: &Self::Options,
     ) -> (FlexTensor, ChannelsLast) {
         let x = ChannelsLast::new(&x);
@@ -139,6 +143,7 @@ impl ConvKind for Conv {
             output,
             options.stride,
             options.padding_begin(),
+            bias,
         );
         (y, x)
     }
@@ -158,6 +163,7 @@ impl ConvKind for Conv {
             [d, h, w],
             options.stride,
             options.padding_begin(),
+            None,
         )
     }
     fn weight_grad(
@@ -180,6 +186,7 @@ impl ConvKind for ConvTranspose {
     fn forward(
         x: FlexTensor,
         weight: &FlexTensor,
+        bias: Option<&[f32]>,
         options: &Self::Options,
     ) -> (FlexTensor, FlexTensor) {
         let [_, _, d, h, w]: [usize; 5] = x.layout().shape().dims();
@@ -196,6 +203,7 @@ impl ConvKind for ConvTranspose {
             output,
             options.stride,
             options.padding,
+            bias,
         );
         (y, x)
     }
@@ -216,6 +224,7 @@ impl ConvKind for ConvTranspose {
             [d, h, w],
             options.stride,
             options.padding,
+            None,
         )
     }
     /// Weight `[C_in, C_out, k..]`: the sum's "input" is the output
@@ -246,6 +255,7 @@ fn host_convolution(
     output: [usize; 3],
     stride: [usize; 3],
     padding: [usize; 3],
+    bias: Option<&[f32]>,
 ) -> FlexTensor {
     let weight = weight.to_contiguous();
     let [batch, channels_in, d, h, w] = input.shape;
@@ -261,8 +271,18 @@ fn host_convolution(
         stride,
         padding,
     };
-    let output_first = convolve_channels_first(&input.values, weight.storage(), &geometry);
+    let mut output_first = convolve_channels_first(&input.values, weight.storage(), &geometry);
     let [od, oh, ow] = output;
+    if let Some(bias) = bias {
+        // One parallel pass: burn's broadcast add ran on one thread.
+        output_first
+            .par_chunks_mut(od * oh * ow)
+            .enumerate()
+            .for_each(|(run, values)| {
+                let b = bias[run % channels_out];
+                values.iter_mut().for_each(|v| *v += b);
+            });
+    }
     FlexTensor::from_data(TensorData::new(
         output_first,
         [batch, channels_out, od, oh, ow],
@@ -271,7 +291,9 @@ fn host_convolution(
 
 /// `K`'s convolution through the custom op where it applies (an eligible
 /// f32 convolution of flex autodiff tensors), else `plain`. The bias is
-/// added outside the op, so autodiff handles its gradient.
+/// the op's third parent: added to the output and summed for its gradient
+/// on all cores (burn's broadcast add and its gradient's reduction ran on
+/// the calling thread).
 fn with_fast_weight_grad<K: ConvKind>(
     x: Tensor<5>,
     weight: Tensor<5>,
@@ -280,69 +302,121 @@ fn with_fast_weight_grad<K: ConvKind>(
     eligible: bool,
     plain: fn(Tensor<5>, Tensor<5>, Option<Tensor<1>>, K::Options) -> Tensor<5>,
 ) -> Tensor<5> {
-    if !eligible || x.dtype() != DType::F32 {
+    if !eligible
+        || x.dtype() != DType::F32
+        || bias.as_ref().is_some_and(|b| b.dtype() != DType::F32)
+    {
         return plain(x, weight, bias, options);
     }
-    let y = if let (Ok(x_ad), Ok(w_ad)) = (
+    if let (Ok(x_ad), Ok(w_ad)) = (
         x.clone().try_into_primitive::<FlexAd>(),
         weight.clone().try_into_primitive::<FlexAd>(),
     ) {
-        Tensor::<5>::from_primitive::<FlexAd>(fast_weight_grad_op::<K>(x_ad, w_ad, options))
-    } else if let (Ok(x_flex), Ok(w_flex)) = (
+        let y = match bias.clone().map(|b| b.try_into_primitive::<FlexAd>()) {
+            None => fast_weight_grad_op::<K, 2>(x_ad, w_ad, None, options),
+            Some(Ok(b_ad)) => fast_weight_grad_op::<K, 3>(x_ad, w_ad, Some(b_ad), options),
+            Some(Err(_)) => return plain(x, weight, bias, options),
+        };
+        return Tensor::<5>::from_primitive::<FlexAd>(y);
+    }
+    if let (Ok(x_flex), Ok(w_flex)) = (
         x.clone().try_into_primitive::<Flex>(),
         weight.clone().try_into_primitive::<Flex>(),
     ) {
         // Inference (encoding, evaluation): the host forward pass alone.
-        Tensor::<5>::from_primitive::<Flex>(K::forward(x_flex, &w_flex, &options).0)
-    } else {
-        return plain(x, weight, bias, options);
-    };
-    match bias {
-        Some(b) => {
-            let c = b.dims()[0];
-            y + b.reshape([1, c, 1, 1, 1])
-        }
-        None => y,
+        let bias = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
+            None => None,
+            Some(Ok(b)) => Some(values(&b)),
+            Some(Err(_)) => return plain(x, weight, bias, options),
+        };
+        let y = K::forward(x_flex, &w_flex, bias.as_deref(), &options).0;
+        return Tensor::<5>::from_primitive::<Flex>(y);
     }
+    plain(x, weight, bias, options)
+}
+
+fn values(t: &FlexTensor) -> Vec<f32> {
+    t.to_contiguous().storage::<f32>().to_vec()
 }
 
 /// The autodiff op: `K`'s forward pass, with [`ConvKind::weight_grad`]
-/// and [`ConvKind::input_grad`] as its backward pass.
+/// and [`ConvKind::input_grad`] as its backward pass; parents `x`, the
+/// weight and (`N = 3`) the bias.
 #[derive(Debug)]
-struct FastWeightGrad<K>(std::marker::PhantomData<K>);
+struct FastWeightGrad<K, const N: usize>(std::marker::PhantomData<K>);
 
-impl<K: ConvKind> Backward<Flex, 2> for FastWeightGrad<K> {
+impl<K: ConvKind, const N: usize> Backward<Flex, N> for FastWeightGrad<K, N> {
     type State = (K::Saved, NodeId, K::Options);
 
     fn backward(
         self,
-        ops: Ops<Self::State, 2>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let (x, weight_state, options) = ops.state;
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
-        if let Some(node) = node_weight {
+        if let Some(Some(node)) = ops.parents.get(2) {
+            let grad = grad.to_contiguous();
+            let [batch, channels, ..]: [usize; 5] = grad.layout().shape().dims();
+            let db = channel_sums(grad.storage(), batch, channels);
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(db, [channels])),
+            );
+        }
+        if let Some(node) = &ops.parents[1] {
             let shape: [usize; 5] = weight.layout().shape().dims();
             let [_, _, kd, kh, kw] = shape;
             let dw = K::weight_grad(&x, &grad, [kd, kh, kw], &options);
             grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, shape)));
         }
-        if let Some(node) = node_x {
+        if let Some(node) = &ops.parents[0] {
             grads.register::<Flex>(node.id, K::input_grad(&x, &weight, &grad, &options));
         }
     }
 }
 
-fn fast_weight_grad_op<K: ConvKind>(
+/// `sum over b and positions of g[b, c, ..]` per channel of a contiguous
+/// `[batch, channels, ..]` gradient: one task per channel, in f64, in a
+/// fixed order.
+fn channel_sums(g: &[f32], batch: usize, channels: usize) -> Vec<f32> {
+    let run = g.len() / (batch * channels).max(1);
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let sum: f64 = (0..batch)
+                .map(|n| {
+                    let at = (n * channels + c) * run;
+                    g[at..at + run].iter().map(|&v| v as f64).sum::<f64>()
+                })
+                .sum();
+            sum as f32
+        })
+        .collect()
+}
+
+fn fast_weight_grad_op<K: ConvKind, const N: usize>(
     x: AdPrimitive,
     weight: AdPrimitive,
+    bias: Option<AdPrimitive>,
     options: K::Options,
 ) -> AdPrimitive {
-    match FastWeightGrad::<K>(std::marker::PhantomData)
-        .prepare::<NoCheckpointing>([x.node(), weight.node()])
+    let mut nodes = vec![x.node(), weight.node()];
+    nodes.extend(bias.as_ref().map(|b| b.node()));
+    let nodes: [_; N] = nodes.try_into().expect("one parent per operand");
+    let bias_values = bias.as_ref().map(|b| values(b.primitive()));
+    let forward = || {
+        K::forward(
+            x.primitive().clone(),
+            weight.primitive(),
+            bias_values.as_deref(),
+            &options,
+        )
+    };
+    match FastWeightGrad::<K, N>(std::marker::PhantomData)
+        .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
         .stateful()
     {
@@ -350,12 +424,10 @@ fn fast_weight_grad_op<K: ConvKind>(
             // The weight is checkpointed; of `x`, the backward pass keeps
             // what `K` saves (a convolution: its channels-last copy).
             let weight_state = prep.checkpoint(&weight);
-            let (y, saved) = K::forward(x.primitive().clone(), weight.primitive(), &options);
+            let (y, saved) = forward();
             prep.finish((saved, weight_state, options), y)
         }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(K::forward(x.primitive().clone(), weight.primitive(), &options).0)
-        }
+        OpsKind::UnTracked(prep) => prep.finish(forward().0),
     }
 }
 
