@@ -9,7 +9,9 @@
 //! share (`gemm` per tile, as the convolutions), so results do not depend
 //! on scheduling: `y = x W` and `dx = g W^T` by tiles of rows of `x`, and
 //! `dW = x^T g` by blocks of rows of `W`, each summed over every row of
-//! `x` in order. The bias is added outside the op. Other devices take
+//! `x` in order. The bias is part of the op: added to the output and
+//! summed for its gradient on all cores (burn's broadcast add and its
+//! gradient's reduction ran on the calling thread). Other devices take
 //! burn's `Linear::forward` unchanged.
 
 use burn::backend::autodiff::NodeId;
@@ -21,6 +23,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::host_conv::{parallel_filled, row_major_product_into, transpose_batched};
 
@@ -33,29 +36,41 @@ const ROW_TILE: usize = 128;
 const WEIGHT_ROWS: usize = 16;
 
 /// `layer.forward(x)` for `x` `[rows, d_input]`, on the host where `x` and
-/// the weight are f32 flex tensors (with or without autodiff).
+/// the weight (and bias) are f32 flex tensors (with or without autodiff).
+/// The bias is the op's third parent: added to each tile of the output and
+/// summed for its gradient on all cores.
 pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     let weight = layer.weight.val();
-    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    if x.dtype() != DType::F32
+        || weight.dtype() != DType::F32
+        || bias.as_ref().is_some_and(|b| b.dtype() != DType::F32)
+    {
         return layer.forward(x);
     }
-    let y = if let (Ok(x_ad), Ok(w_ad)) = (
+    if let (Ok(x_ad), Ok(w_ad)) = (
         x.clone().try_into_primitive::<FlexAd>(),
         weight.clone().try_into_primitive::<FlexAd>(),
     ) {
-        Tensor::<2>::from_primitive::<FlexAd>(linear_op(x_ad, w_ad))
-    } else if let (Ok(x_flex), Ok(w_flex)) = (
+        let y = match bias.map(|b| b.try_into_primitive::<FlexAd>()) {
+            None => linear_op::<2>(x_ad, w_ad, None),
+            Some(Ok(b_ad)) => linear_op::<3>(x_ad, w_ad, Some(b_ad)),
+            Some(Err(_)) => return layer.forward(x),
+        };
+        return Tensor::<2>::from_primitive::<FlexAd>(y);
+    }
+    if let (Ok(x_flex), Ok(w_flex)) = (
         x.clone().try_into_primitive::<Flex>(),
         weight.try_into_primitive::<Flex>(),
     ) {
-        Tensor::<2>::from_primitive::<Flex>(product(&x_flex, &w_flex))
-    } else {
-        return layer.forward(x);
-    };
-    match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze_dim(0),
-        None => y,
+        let bias = match bias.map(|b| b.try_into_primitive::<Flex>()) {
+            None => None,
+            Some(Ok(b)) => Some(b.to_contiguous().storage::<f32>().to_vec()),
+            Some(Err(_)) => return layer.forward(x),
+        };
+        return Tensor::<2>::from_primitive::<Flex>(product(&x_flex, &w_flex, bias.as_deref()));
     }
+    layer.forward(x)
 }
 
 /// `[rows, k]` and `[k, n]` contiguous, as `(values, [rows, k, n])`.
@@ -66,26 +81,54 @@ fn operands<'a>(a: &'a FlexTensor, b: &'a FlexTensor) -> (&'a [f32], &'a [f32], 
     (a.storage(), b.storage(), [rows, k, n])
 }
 
-/// `a b` for `a` `[rows, k]` and `b` `[k, n]` (row-major): tiles of rows of
-/// `a` shared by the cores.
-fn tiled_product(a: &[f32], b: &[f32], [rows, k, n]: [usize; 3]) -> Vec<f32> {
+/// `a b` (plus `bias` on every row, if any) for `a` `[rows, k]` and `b`
+/// `[k, n]` (row-major): tiles of rows of `a` shared by the cores.
+fn tiled_product(a: &[f32], b: &[f32], bias: Option<&[f32]>, [rows, k, n]: [usize; 3]) -> Vec<f32> {
     // SAFETY: each chunk is `m` whole rows of `n` and the product writes
     // all `m * n` values.
-    unsafe {
+    let mut out = unsafe {
         parallel_filled(rows * n, ROW_TILE * n, |tile, out| {
             let m = out.len() / n;
             let a = &a[tile * ROW_TILE * k..];
             row_major_product_into([m, k, n], out, (a, k), b);
         })
+    };
+    if let (Some(bias), true) = (bias, n > 0) {
+        out.par_chunks_mut(ROW_TILE * n).for_each(|tile| {
+            for row in tile.chunks_exact_mut(n) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        });
     }
+    out
 }
 
-/// `x w` on flex tensors `x` `[rows, k]` and `w` `[k, n]`.
-fn product(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+/// The sum of the rows of `g` `[rows, n]`: the bias gradient. Fixed blocks
+/// of columns, each summed over every row in order, in f64.
+fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
+    const COLUMNS: usize = 64;
+    let mut sums = vec![0f32; n];
+    sums.par_chunks_mut(COLUMNS)
+        .enumerate()
+        .for_each(|(block, sums)| {
+            let j0 = block * COLUMNS;
+            let mut acc = vec![0f64; sums.len()];
+            for row in g.chunks_exact(n) {
+                for (a, &v) in acc.iter_mut().zip(&row[j0..j0 + sums.len()]) {
+                    *a += v as f64;
+                }
+            }
+            sums.iter_mut().zip(acc).for_each(|(s, a)| *s = a as f32);
+        });
+    sums
+}
+
+/// `x w (+ bias)` on flex tensors `x` `[rows, k]` and `w` `[k, n]`.
+fn product(x: &FlexTensor, w: &FlexTensor, bias: Option<&[f32]>) -> FlexTensor {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let (xs, ws, [rows, k, n]) = operands(&x, &w);
     FlexTensor::from_data(TensorData::new(
-        tiled_product(xs, ws, [rows, k, n]),
+        tiled_product(xs, ws, bias, [rows, k, n]),
         [rows, n],
     ))
 }
@@ -93,7 +136,7 @@ fn product(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
 /// The gradients of `y = x w` given `g = dy`: `(g w^T, x^T g)`.
 fn gradients(x: &[f32], w: &[f32], g: &[f32], [rows, k, n]: [usize; 3]) -> (Vec<f32>, Vec<f32>) {
     let w_t = transpose_batched(w, [1, k, n]); // [n, k]
-    let dx = tiled_product(g, &w_t, [rows, n, k]);
+    let dx = tiled_product(g, &w_t, None, [rows, n, k]);
     let x_t = transpose_batched(x, [1, rows, k]); // [k, rows]
     // SAFETY: each chunk is `m` whole rows of `n` and the product writes
     // all `m * n` values.
@@ -107,19 +150,19 @@ fn gradients(x: &[f32], w: &[f32], g: &[f32], [rows, k, n]: [usize; 3]) -> (Vec<
     (dx, dw)
 }
 
+/// The autodiff op; parents `x`, `w` and (`N = 3`) the bias.
 #[derive(Debug)]
-struct LinearBackward;
+struct LinearBackward<const N: usize>;
 
-impl Backward<Flex, 2> for LinearBackward {
+impl<const N: usize> Backward<Flex, N> for LinearBackward<N> {
     type State = (NodeId, NodeId);
 
     fn backward(
         self,
-        ops: Ops<Self::State, 2>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w] = ops.parents;
         let g = grads.consume::<Flex>(&ops.node).to_contiguous();
         let (x_state, w_state) = ops.state;
         let x = checkpointer
@@ -129,11 +172,15 @@ impl Backward<Flex, 2> for LinearBackward {
             .retrieve_node_output::<FlexTensor>(w_state)
             .to_contiguous();
         let (xs, ws, [rows, k, n]) = operands(&x, &w);
+        if let Some(Some(node)) = ops.parents.get(2) {
+            let db = column_sums(g.storage(), n);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [n])));
+        }
         let (dx, dw) = gradients(xs, ws, g.storage(), [rows, k, n]);
-        if let Some(node) = node_w {
+        if let Some(node) = &ops.parents[1] {
             grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, [k, n])));
         }
-        if let Some(node) = node_x {
+        if let Some(node) = &ops.parents[0] {
             grads.register::<Flex>(
                 node.id,
                 FlexTensor::from_data(TensorData::new(dx, [rows, k])),
@@ -142,10 +189,18 @@ impl Backward<Flex, 2> for LinearBackward {
     }
 }
 
-fn linear_op(x: AdPrimitive, w: AdPrimitive) -> AdPrimitive {
-    let forward = || product(x.primitive(), w.primitive());
-    match LinearBackward
-        .prepare::<NoCheckpointing>([x.node(), w.node()])
+fn linear_op<const N: usize>(
+    x: AdPrimitive,
+    w: AdPrimitive,
+    bias: Option<AdPrimitive>,
+) -> AdPrimitive {
+    let mut nodes = vec![x.node(), w.node()];
+    nodes.extend(bias.as_ref().map(|b| b.node()));
+    let nodes: [_; N] = nodes.try_into().expect("one parent per operand");
+    let bias = bias.map(|b| b.primitive().to_contiguous().storage::<f32>().to_vec());
+    let forward = || product(x.primitive(), w.primitive(), bias.as_deref());
+    match LinearBackward::<N>
+        .prepare::<NoCheckpointing>(nodes)
         .compute_bound()
         .stateful()
     {
