@@ -397,7 +397,7 @@ fn gather_then_multiply(
                     let spatial = od * oh * ow;
                     // Position `n * spatial + s` -> value `(n * C_out + c) * spatial + s`.
                     for target in &mut targets[..count] {
-                        *target += *target / spatial * (c_out - 1) * spatial;
+                        *target = *target / spatial * c_out * spatial + *target % spatial;
                     }
                     // SAFETY: as above, the tile's positions are its own,
                     // and every offset `target + c * spatial` lies inside
