@@ -32,8 +32,10 @@ use burn::tensor::module::{conv_transpose3d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+use std::cell::OnceCell;
 use std::sync::Arc;
 
+use super::flex_host::{host_values, parents};
 use super::host_conv::{
     ConvGeometry, ConvKindGeometry as Geometry, convolve_channels_first, gather_row,
     parallel_filled, row_major_product, transpose_batched, with_scratch,
@@ -84,13 +86,13 @@ trait ConvKind: Send + Sync + std::fmt::Debug + 'static {
     fn input_grad(
         saved: &Self::Saved,
         weight: &FlexTensor,
-        grad: &FlexTensor,
+        grad: &OutputGrad,
         options: &Self::Options,
     ) -> FlexTensor;
     /// [`weight_gradient`] for this kind; `kernel` is the weight's `[kd, kh, kw]`.
     fn weight_grad(
         saved: &Self::Saved,
-        grad: &FlexTensor,
+        grad: &OutputGrad,
         kernel: [usize; 3],
         options: &Self::Options,
     ) -> Vec<f32>;
@@ -113,6 +115,27 @@ impl ChannelsLast {
         let [b, c, d, h, w] = shape;
         let values = Arc::new(transpose_batched(x.storage(), [b, c, d * h * w]));
         Self { values, shape }
+    }
+}
+
+/// The output gradient of the op, contiguous, with its channels-last copy
+/// made at most once: a transposed convolution gathers from it for both
+/// its input gradient and its weight gradient.
+struct OutputGrad {
+    first: FlexTensor,
+    last: OnceCell<ChannelsLast>,
+}
+
+impl OutputGrad {
+    fn new(grad: FlexTensor) -> Self {
+        Self {
+            first: grad.to_contiguous(),
+            last: OnceCell::new(),
+        }
+    }
+
+    fn channels_last(&self) -> &ChannelsLast {
+        self.last.get_or_init(|| ChannelsLast::new(&self.first))
     }
 }
 
@@ -151,12 +174,12 @@ impl ConvKind for Conv {
     fn input_grad(
         x: &ChannelsLast,
         weight: &FlexTensor,
-        grad: &FlexTensor,
+        grad: &OutputGrad,
         options: &Self::Options,
     ) -> FlexTensor {
         let [_, c_in, d, h, w] = x.shape;
         host_convolution(
-            &ChannelsLast::new(grad),
+            grad.channels_last(),
             weight,
             Geometry::Transposed,
             c_in,
@@ -168,11 +191,17 @@ impl ConvKind for Conv {
     }
     fn weight_grad(
         x: &ChannelsLast,
-        grad: &FlexTensor,
+        grad: &OutputGrad,
         kernel: [usize; 3],
         options: &Self::Options,
     ) -> Vec<f32> {
-        weight_gradient(x, grad, kernel, options.stride, options.padding_begin())
+        weight_gradient(
+            x,
+            &grad.first,
+            kernel,
+            options.stride,
+            options.padding_begin(),
+        )
     }
 }
 
@@ -212,12 +241,12 @@ impl ConvKind for ConvTranspose {
     fn input_grad(
         x: &FlexTensor,
         weight: &FlexTensor,
-        grad: &FlexTensor,
+        grad: &OutputGrad,
         options: &Self::Options,
     ) -> FlexTensor {
         let [_, c_in, d, h, w]: [usize; 5] = x.layout().shape().dims();
         host_convolution(
-            &ChannelsLast::new(grad),
+            grad.channels_last(),
             weight,
             Geometry::Forward,
             c_in,
@@ -231,12 +260,12 @@ impl ConvKind for ConvTranspose {
     /// gradient, and its "output gradient" is x.
     fn weight_grad(
         x: &FlexTensor,
-        grad: &FlexTensor,
+        grad: &OutputGrad,
         kernel: [usize; 3],
         options: &Self::Options,
     ) -> Vec<f32> {
         weight_gradient(
-            &ChannelsLast::new(grad),
+            grad.channels_last(),
             x,
             kernel,
             options.stride,
@@ -326,17 +355,13 @@ fn with_fast_weight_grad<K: ConvKind>(
         // Inference (encoding, evaluation): the host forward pass alone.
         let bias = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
             None => None,
-            Some(Ok(b)) => Some(values(&b)),
+            Some(Ok(b)) => Some(host_values(&b)),
             Some(Err(_)) => return plain(x, weight, bias, options),
         };
         let y = K::forward(x_flex, &w_flex, bias.as_deref(), &options).0;
         return Tensor::<5>::from_primitive::<Flex>(y);
     }
     plain(x, weight, bias, options)
-}
-
-fn values(t: &FlexTensor) -> Vec<f32> {
-    t.to_contiguous().storage::<f32>().to_vec()
 }
 
 /// The autodiff op: `K`'s forward pass, with [`ConvKind::weight_grad`]
@@ -354,13 +379,12 @@ impl<K: ConvKind, const N: usize> Backward<Flex, N> for FastWeightGrad<K, N> {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
+        let grad = OutputGrad::new(grads.consume::<Flex>(&ops.node));
         let (x, weight_state, options) = ops.state;
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
         if let Some(Some(node)) = ops.parents.get(2) {
-            let grad = grad.to_contiguous();
-            let [batch, channels, ..]: [usize; 5] = grad.layout().shape().dims();
-            let db = channel_sums(grad.storage(), batch, channels);
+            let [batch, channels, ..]: [usize; 5] = grad.first.layout().shape().dims();
+            let db = channel_sums(grad.first.storage(), batch, channels);
             grads.register::<Flex>(
                 node.id,
                 FlexTensor::from_data(TensorData::new(db, [channels])),
@@ -403,10 +427,8 @@ fn fast_weight_grad_op<K: ConvKind, const N: usize>(
     bias: Option<AdPrimitive>,
     options: K::Options,
 ) -> AdPrimitive {
-    let mut nodes = vec![x.node(), weight.node()];
-    nodes.extend(bias.as_ref().map(|b| b.node()));
-    let nodes: [_; N] = nodes.try_into().expect("one parent per operand");
-    let bias_values = bias.as_ref().map(|b| values(b.primitive()));
+    let nodes = parents::<N>(&x, &weight, bias.as_ref());
+    let bias_values = bias.as_ref().map(|b| host_values(b.primitive()));
     let forward = || {
         K::forward(
             x.primitive().clone(),

@@ -24,7 +24,9 @@ use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
+use super::flex_host::{host_values, parents};
 use super::host_conv::{parallel_filled, row_major_product_into, transpose_batched};
 
 type FlexAd = Autodiff<Flex>;
@@ -65,7 +67,7 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     ) {
         let bias = match bias.map(|b| b.try_into_primitive::<Flex>()) {
             None => None,
-            Some(Ok(b)) => Some(b.to_contiguous().storage::<f32>().to_vec()),
+            Some(Ok(b)) => Some(host_values(&b)),
             Some(Err(_)) => return layer.forward(x),
         };
         return Tensor::<2>::from_primitive::<Flex>(product(&x_flex, &w_flex, bias.as_deref()));
@@ -84,23 +86,21 @@ fn operands<'a>(a: &'a FlexTensor, b: &'a FlexTensor) -> (&'a [f32], &'a [f32], 
 /// `a b` (plus `bias` on every row, if any) for `a` `[rows, k]` and `b`
 /// `[k, n]` (row-major): tiles of rows of `a` shared by the cores.
 fn tiled_product(a: &[f32], b: &[f32], bias: Option<&[f32]>, [rows, k, n]: [usize; 3]) -> Vec<f32> {
-    // SAFETY: each chunk is `m` whole rows of `n` and the product writes
-    // all `m * n` values.
-    let mut out = unsafe {
-        parallel_filled(rows * n, ROW_TILE * n, |tile, out| {
-            let m = out.len() / n;
-            let a = &a[tile * ROW_TILE * k..];
-            row_major_product_into([m, k, n], out, (a, k), b);
-        })
-    };
-    if let (Some(bias), true) = (bias, n > 0) {
-        out.par_chunks_mut(ROW_TILE * n).for_each(|tile| {
-            for row in tile.chunks_exact_mut(n) {
+    let fill = |tile: usize, out: &mut [MaybeUninit<f32>]| {
+        let m = out.len() / n;
+        let a = &a[tile * ROW_TILE * k..];
+        row_major_product_into([m, k, n], out, (a, k), b);
+        if let Some(bias) = bias {
+            // SAFETY: the product just wrote all `m * n` values.
+            let out = unsafe { out.assume_init_mut() };
+            // Added while the tile is still in cache.
+            for row in out.chunks_exact_mut(n) {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             }
-        });
-    }
-    out
+        }
+    };
+    // SAFETY: each chunk is `m` whole rows of `n`, all written by `fill`.
+    unsafe { parallel_filled(rows * n, ROW_TILE * n, fill) }
 }
 
 /// The sum of the rows of `g` `[rows, n]`: the bias gradient. Fixed blocks
@@ -194,10 +194,8 @@ fn linear_op<const N: usize>(
     w: AdPrimitive,
     bias: Option<AdPrimitive>,
 ) -> AdPrimitive {
-    let mut nodes = vec![x.node(), w.node()];
-    nodes.extend(bias.as_ref().map(|b| b.node()));
-    let nodes: [_; N] = nodes.try_into().expect("one parent per operand");
-    let bias = bias.map(|b| b.primitive().to_contiguous().storage::<f32>().to_vec());
+    let nodes = parents::<N>(&x, &w, bias.as_ref());
+    let bias = bias.map(|b| host_values(b.primitive()));
     let forward = || product(x.primitive(), w.primitive(), bias.as_deref());
     match LinearBackward::<N>
         .prepare::<NoCheckpointing>(nodes)

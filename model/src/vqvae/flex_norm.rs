@@ -28,6 +28,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::flex_host::host_values;
 use super::host_conv::parallel_filled;
 
 type FlexAd = Autodiff<Flex>;
@@ -272,8 +273,8 @@ fn norm_relu_op(
     epsilon: f64,
 ) -> (AdPrimitive, ChannelStats) {
     let x_host = x.primitive().to_contiguous();
-    let gamma_host = gamma.primitive().to_contiguous().storage::<f32>().to_vec();
-    let beta_host = beta.primitive().to_contiguous().storage::<f32>().to_vec();
+    let gamma_host = host_values(gamma.primitive());
+    let beta_host = host_values(beta.primitive());
     let dims = dims3(&x_host);
     let stats = channel_stats(x_host.storage(), dims);
     let coefficients = affine(&stats, &gamma_host, &beta_host, epsilon);

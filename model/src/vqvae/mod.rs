@@ -15,6 +15,7 @@ pub mod conv;
 pub mod decoder;
 pub mod encoder;
 pub mod flex_conv;
+mod flex_host;
 pub mod flex_linear;
 pub mod flex_norm;
 pub mod flex_permute;
