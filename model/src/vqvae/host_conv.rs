@@ -103,14 +103,16 @@ fn axis_classes(geometry: &ConvGeometry, axis: usize) -> Vec<AxisClass> {
                 .collect(),
         }],
         // Output o reads input (o + padding - t) / stride for the taps
-        // t ≡ (o + padding) mod stride; largest tap first.
+        // t ≡ (o + padding) mod stride; largest tap first. A kernel
+        // shorter than the stride leaves residues with no taps: their
+        // outputs are a class of their own, all zeros.
         ConvKindGeometry::Transposed => (0..stride)
-            .filter_map(|residue| {
+            .map(|residue| {
                 let taps: Vec<usize> = (0..kernel)
                     .filter(|t| t % stride == residue)
                     .rev()
                     .collect();
-                let first_tap = *taps.first()? as isize;
+                let first_tap = taps.first().map_or(0, |&t| t as isize);
                 let outputs: Vec<usize> = (0..outputs)
                     .filter(|&o| {
                         (o as isize + padding).rem_euclid(stride as isize) == residue as isize
@@ -120,11 +122,11 @@ fn axis_classes(geometry: &ConvGeometry, axis: usize) -> Vec<AxisClass> {
                     .iter()
                     .map(|&o| (o as isize + padding - first_tap).div_euclid(stride as isize))
                     .collect();
-                Some(AxisClass {
+                AxisClass {
                     outputs,
                     taps,
                     first_input,
-                })
+                }
             })
             .collect(),
     }
@@ -289,14 +291,16 @@ fn gather_then_multiply(
         with_scratch(|col, product| {
             let class = &classes[k];
             let [lz, ly, lx] = class.taps();
+            let count = TILE.min(class.positions(geometry.batch) - start);
             // A few kernel rows (lx taps along w each) per product: the
             // gathers of a row are one run of lx * C_in values, and a few
             // rows' gathers stay in cache. Enough rows that the product is
             // at least `product_depth` deep.
             let run = lx * c_in;
-            let rows_per_product = product_depth.div_ceil(run).clamp(1, lz * ly);
+            let rows_per_product = product_depth
+                .div_ceil(run.max(1))
+                .clamp(1, (lz * ly).max(1));
             let depth = rows_per_product * run;
-            let count = TILE.min(class.positions(geometry.batch) - start);
             // Grown once per thread; every value read below is written first.
             col.resize(col.len().max(TILE * depth), 0.0);
             product.resize(product.len().max(TILE * c_out), 0.0);
@@ -330,9 +334,10 @@ fn gather_then_multiply(
                     .any(|&([fz, fy, _], _)| inside(fz + jz, d) && inside(fy + jy, h))
             };
             let mut summed = false;
+            // A class without taps has no weights: its tiles write zeros.
             for (chunk, weights) in class
                 .weights
-                .chunks(rows_per_product * run * c_out)
+                .chunks((rows_per_product * run * c_out).max(1))
                 .enumerate()
             {
                 let rows = weights.len() / (run * c_out);
@@ -407,7 +412,8 @@ fn gather_then_multiply(
             }
         })
     });
-    // SAFETY: the classes partition the output positions and the tiles
+    // SAFETY: the classes partition the output positions (those of a
+    // residue without taps included, written as zeros) and the tiles
     // partition each class, so every position's `C_out` values were written.
     unsafe { output.set_len(len) };
     output
@@ -993,6 +999,11 @@ mod tests {
             // channels first, and tiles across batch items.
             (Forward, 2, [3, 5, 7], [3, 5, 7], 4, 11, [3, 3, 3], [1, 1, 1], [1, 1, 1]),
             (Transposed, 2, [3, 4, 5], [6, 8, 10], 3, 16, [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            // Kernels shorter than the stride (the input gradient of a
+            // strided 1x1x1 convolution): outputs that no tap reaches.
+            (Transposed, 2, [2, 3, 4], [3, 5, 7], 3, 5, [1, 1, 1], [2, 2, 2], [0, 0, 0]),
+            (Transposed, 1, [1, 8, 8], [1, 15, 15], 16, 16, [1, 1, 1], [1, 2, 2], [0, 0, 0]),
+            (Transposed, 1, [2, 2, 2], [5, 5, 5], 2, 3, [2, 2, 2], [3, 3, 3], [0, 0, 0]),
         ];
         for (i, (kind, batch, input, output, c_in, c_out, kernel, stride, padding)) in
             cases.into_iter().enumerate()
