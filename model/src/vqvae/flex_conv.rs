@@ -540,24 +540,27 @@ fn weight_gradient_by_rows(x_last: &[f32], g: &[f32], geometry: &ConvGeometry) -
                 col.resize(col.len().max(ROW_TILE * run), 0.0);
                 for n in 0..geometry.batch {
                     for p0 in (0..positions).step_by(ROW_TILE) {
-                        let count = ROW_TILE.min(positions - p0);
+                        let end = p0 + ROW_TILE.min(positions - p0);
                         // Positions whose kernel row is all padding add
-                        // nothing: skip tiles made only of those.
-                        if !(p0..p0 + count).any(|p| row_reads_input(geometry, p, [tz, ty])) {
+                        // nothing: the tile's product runs from the first
+                        // to the last that read the input, if any.
+                        let reads = |p: &usize| row_reads_input(geometry, *p, [tz, ty]);
+                        let Some(lo) = (p0..end).find(reads) else {
                             continue;
-                        }
+                        };
+                        let hi = (lo..end).rfind(reads).map_or(end, |p| p + 1);
                         gather_tile(
                             col,
                             x_last,
                             geometry,
-                            [n, p0, count],
+                            [n, lo, hi - lo],
                             [tz, ty, 0],
                             [1, 1, kw],
                         );
-                        let grad_rows = &g[(n * a + a0) * positions + p0..];
-                        // acc[channels, run] += G[channels, count] x col[count, run]
+                        let grad_rows = &g[(n * a + a0) * positions + lo..];
+                        // acc[channels, run] += G[channels, lo..hi] x col[lo..hi, run]
                         row_major_product(
-                            [channels, count, run],
+                            [channels, hi - lo, run],
                             &mut acc,
                             (grad_rows, positions),
                             col,

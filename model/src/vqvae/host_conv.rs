@@ -18,7 +18,9 @@
 //! not depend on scheduling. A tile skips the products of kernel rows that
 //! read only padding for all its positions: at 4 frames and kernel 3, the
 //! first and last frames' tiles skip a third of their taps (a sixth of the
-//! layer's multiplications).
+//! layer's multiplications). Otherwise a product leaves out the positions
+//! at the tile's ends that read only padding for its rows (the first or
+//! last line of a plane).
 
 use std::mem::MaybeUninit;
 
@@ -326,12 +328,11 @@ fn gather_then_multiply(
             let [d, h, _] = geometry.input;
             let inside = |v: isize, size: usize| v >= 0 && (v as usize) < size;
             // Whether kernel row `(jz, jy)` reads the input (not only
-            // padding) for some position of the tile.
-            let row_reads_input = |kernel_row: usize| {
+            // padding) for the tile's position `t`.
+            let reads_input = |t: usize, kernel_row: usize| {
                 let (jz, jy) = ((kernel_row / ly) as isize, (kernel_row % ly) as isize);
-                firsts[..count]
-                    .iter()
-                    .any(|&([fz, fy, _], _)| inside(fz + jz, d) && inside(fy + jy, h))
+                let [fz, fy, _] = firsts[t].0;
+                inside(fz + jz, d) && inside(fy + jy, h)
             };
             let mut summed = false;
             // A class without taps has no weights: its tiles write zeros.
@@ -342,13 +343,26 @@ fn gather_then_multiply(
             {
                 let rows = weights.len() / (run * c_out);
                 let width = rows * run;
-                // A product of only padding adds zeros: skip it (the tiles
-                // at the first and last planes of a short time axis).
-                let first_row = chunk * rows_per_product;
-                if !(first_row..first_row + rows).any(row_reads_input) {
+                // Products of only padding add zeros: the product covers
+                // the positions from the first to the last that read the
+                // input for one of its kernel rows (in a tile of one
+                // plane, kernel row 0 skips the plane's first line), and is
+                // skipped if there are none (the tiles at the first and
+                // last planes of a short time axis).
+                let kernel_rows = chunk * rows_per_product..chunk * rows_per_product + rows;
+                let reads = |t: usize| kernel_rows.clone().any(|row| reads_input(t, row));
+                let Some(lo) = (0..count).find(|&t| reads(t)) else {
                     continue;
+                };
+                let hi = (lo..count).rfind(|&t| reads(t)).map_or(count, |t| t + 1);
+                if !summed {
+                    // The first product overwrites: the positions it leaves
+                    // out start from zero.
+                    product[..lo * c_out].fill(0.0);
+                    product[hi * c_out..count * c_out].fill(0.0);
                 }
-                for (t, &([fz, fy, fx], n)) in firsts[..count].iter().enumerate() {
+                for (t, &([fz, fy, fx], n)) in firsts[..count].iter().enumerate().take(hi).skip(lo)
+                {
                     if rows == lz * ly {
                         // The whole kernel at once (narrow inputs).
                         gather_row(
@@ -375,11 +389,11 @@ fn gather_then_multiply(
                         );
                     }
                 }
-                // product[count, C_out] (+)= col[count, width] x weights[width, C_out]
+                // product[lo..hi, C_out] (+)= col[lo..hi, width] x weights[width, C_out]
                 row_major_product(
-                    [count, width, c_out],
-                    &mut product[..count * c_out],
-                    (&col[..count * width], width),
+                    [hi - lo, width, c_out],
+                    &mut product[lo * c_out..hi * c_out],
+                    (&col[lo * width..hi * width], width),
                     weights,
                     summed,
                 );
