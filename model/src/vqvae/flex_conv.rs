@@ -300,18 +300,8 @@ fn host_convolution(
         stride,
         padding,
     };
-    let mut output_first = convolve_channels_first(&input.values, weight.storage(), &geometry);
+    let output_first = convolve_channels_first(&input.values, weight.storage(), bias, &geometry);
     let [od, oh, ow] = output;
-    if let Some(bias) = bias {
-        // One parallel pass: burn's broadcast add ran on one thread.
-        output_first
-            .par_chunks_mut(od * oh * ow)
-            .enumerate()
-            .for_each(|(run, values)| {
-                let b = bias[run % channels_out];
-                values.iter_mut().for_each(|v| *v += b);
-            });
-    }
     FlexTensor::from_data(TensorData::new(
         output_first,
         [batch, channels_out, od, oh, ow],

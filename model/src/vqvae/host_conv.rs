@@ -206,23 +206,50 @@ pub fn convolve(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f
     if multiplies_first(geometry) {
         multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET)
     } else {
-        gather_then_multiply(input, weight, geometry, PRODUCT_DEPTH, Layout::ChannelsLast)
+        gather_then_multiply(
+            input,
+            weight,
+            None,
+            geometry,
+            PRODUCT_DEPTH,
+            Layout::ChannelsLast,
+        )
     }
 }
 
 /// [`convolve`] with the output channels first (`[batch, C_out,
-/// output..]`, burn's layout): the tiles write their products transposed,
-/// while they are in cache, rather than a separate pass over the output.
-pub fn convolve_channels_first(input: &[f32], weight: &[f32], geometry: &ConvGeometry) -> Vec<f32> {
+/// output..]`, burn's layout), plus `bias` per output channel if given: the
+/// tiles add the bias and write their products transposed while they are
+/// in cache, rather than in separate passes over the output.
+pub fn convolve_channels_first(
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    geometry: &ConvGeometry,
+) -> Vec<f32> {
     assert_operand_sizes(input, weight, geometry);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), geometry.channels_out, "bias size");
+    }
     if multiplies_first(geometry) {
         let spatial = geometry.output.iter().product::<usize>();
         let last = multiply_then_gather(input, weight, geometry, PRODUCTS_BUDGET);
-        transpose_batched(&last, [geometry.batch, spatial, geometry.channels_out])
+        let mut first = transpose_batched(&last, [geometry.batch, spatial, geometry.channels_out]);
+        if let Some(bias) = bias {
+            first
+                .par_chunks_mut(spatial.max(1))
+                .enumerate()
+                .for_each(|(run, values)| {
+                    let b = bias[run % geometry.channels_out];
+                    values.iter_mut().for_each(|v| *v += b);
+                });
+        }
+        first
     } else {
         gather_then_multiply(
             input,
             weight,
+            bias,
             geometry,
             PRODUCT_DEPTH,
             Layout::ChannelsFirst,
@@ -269,6 +296,7 @@ enum Layout {
 fn gather_then_multiply(
     input: &[f32],
     weight: &[f32],
+    bias: Option<&[f32]>,
     geometry: &ConvGeometry,
     product_depth: usize,
     layout: Layout,
@@ -402,7 +430,13 @@ fn gather_then_multiply(
             if !summed {
                 product[..count * c_out].fill(0.0);
             }
-            let product = &product[..count * c_out];
+            let product = &mut product[..count * c_out];
+            if let Some(bias) = bias {
+                for row in product.chunks_exact_mut(c_out) {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+            }
+            let product = &*product;
             match layout {
                 Layout::ChannelsLast => {
                     for (t, &target) in targets[..count].iter().enumerate() {
@@ -1045,29 +1079,33 @@ mod tests {
                 ("convolve", convolve(&x, &w, &g)),
                 (
                     "gather first",
-                    gather_then_multiply(&x, &w, &g, PRODUCT_DEPTH, ChannelsLast),
+                    gather_then_multiply(&x, &w, None, &g, PRODUCT_DEPTH, ChannelsLast),
                 ),
                 // One kernel row per product, and a few (the last
                 // product with fewer).
                 (
                     "gather first, by rows",
-                    gather_then_multiply(&x, &w, &g, 1, ChannelsLast),
+                    gather_then_multiply(&x, &w, None, &g, 1, ChannelsLast),
                 ),
                 (
                     "gather first, rows in twos and fives",
-                    gather_then_multiply(&x, &w, &g, 40, ChannelsLast),
+                    gather_then_multiply(&x, &w, None, &g, 40, ChannelsLast),
                 ),
             ];
             // The same, written channels first, read back channels last.
             let spatial = output.iter().product::<usize>();
             let back = |first: Vec<f32>| transpose_batched(&first, [batch, c_out, spatial]);
             runs.extend([
-                ("channels first", back(convolve_channels_first(&x, &w, &g))),
+                (
+                    "channels first",
+                    back(convolve_channels_first(&x, &w, None, &g)),
+                ),
                 (
                     "gather first, channels first",
                     back(gather_then_multiply(
                         &x,
                         &w,
+                        None,
                         &g,
                         PRODUCT_DEPTH,
                         ChannelsFirst,
@@ -1075,7 +1113,34 @@ mod tests {
                 ),
                 (
                     "gather first, by rows, channels first",
-                    back(gather_then_multiply(&x, &w, &g, 1, ChannelsFirst)),
+                    back(gather_then_multiply(&x, &w, None, &g, 1, ChannelsFirst)),
+                ),
+            ]);
+            // With a bias, taken off again (channel `j % C_out` of the
+            // channels-last values): both orders add it.
+            let bias = values(c_out, 200 + i as u64);
+            let unbiased = |first: Vec<f32>| {
+                let mut last = back(first);
+                for (j, v) in last.iter_mut().enumerate() {
+                    *v -= bias[j % c_out];
+                }
+                last
+            };
+            runs.extend([
+                (
+                    "channels first, bias",
+                    unbiased(convolve_channels_first(&x, &w, Some(&bias), &g)),
+                ),
+                (
+                    "gather first, channels first, bias",
+                    unbiased(gather_then_multiply(
+                        &x,
+                        &w,
+                        Some(&bias),
+                        &g,
+                        1,
+                        ChannelsFirst,
+                    )),
                 ),
             ]);
             if kind == Transposed || stride == [1, 1, 1] {
