@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::flex_host::{host_values, parents};
-use super::host_conv::{parallel_filled, row_major_product_into, transpose_batched};
+use super::host_conv::{Strided, parallel_filled, product_into};
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
@@ -83,13 +83,19 @@ fn operands<'a>(a: &'a FlexTensor, b: &'a FlexTensor) -> (&'a [f32], &'a [f32], 
     (a.storage(), b.storage(), [rows, k, n])
 }
 
-/// `a b` (plus `bias` on every row, if any) for `a` `[rows, k]` and `b`
-/// `[k, n]` (row-major): tiles of rows of `a` shared by the cores.
-fn tiled_product(a: &[f32], b: &[f32], bias: Option<&[f32]>, [rows, k, n]: [usize; 3]) -> Vec<f32> {
+/// `a b` (plus `bias` on every row, if any) for `a` `[rows, k]`
+/// (row-major) and `b` `[k, n]` (read in place): tiles of rows of `a`
+/// shared by the cores.
+fn tiled_product(
+    a: &[f32],
+    b: Strided,
+    bias: Option<&[f32]>,
+    [rows, k, n]: [usize; 3],
+) -> Vec<f32> {
     let fill = |tile: usize, out: &mut [MaybeUninit<f32>]| {
         let m = out.len() / n;
-        let a = &a[tile * ROW_TILE * k..];
-        row_major_product_into([m, k, n], out, (a, k), b);
+        let a = Strided::row_major(&a[tile * ROW_TILE * k..], k);
+        product_into([m, k, n], out, a, b);
         if let Some(bias) = bias {
             // SAFETY: the product just wrote all `m * n` values.
             let out = unsafe { out.assume_init_mut() };
@@ -128,23 +134,24 @@ fn product(x: &FlexTensor, w: &FlexTensor, bias: Option<&[f32]>) -> FlexTensor {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let (xs, ws, [rows, k, n]) = operands(&x, &w);
     FlexTensor::from_data(TensorData::new(
-        tiled_product(xs, ws, bias, [rows, k, n]),
+        tiled_product(xs, Strided::row_major(ws, n), bias, [rows, k, n]),
         [rows, n],
     ))
 }
 
-/// The gradients of `y = x w` given `g = dy`: `(g w^T, x^T g)`.
+/// The gradients of `y = x w` given `g = dy`: `(g w^T, x^T g)`, with
+/// `w^T` and `x^T` read in place (gemm packs its operands from any
+/// strides), not transposed first.
 fn gradients(x: &[f32], w: &[f32], g: &[f32], [rows, k, n]: [usize; 3]) -> (Vec<f32>, Vec<f32>) {
-    let w_t = transpose_batched(w, [1, k, n]); // [n, k]
-    let dx = tiled_product(g, &w_t, None, [rows, n, k]);
-    let x_t = transpose_batched(x, [1, rows, k]); // [k, rows]
+    let dx = tiled_product(g, Strided::transposed(w, n), None, [rows, n, k]);
     // SAFETY: each chunk is `m` whole rows of `n` and the product writes
     // all `m * n` values.
     let dw = unsafe {
         parallel_filled(k * n, WEIGHT_ROWS * n, |block, dw| {
             let m = dw.len() / n;
-            let x_t = &x_t[block * WEIGHT_ROWS * rows..];
-            row_major_product_into([m, rows, n], dw, (x_t, rows), g);
+            // Rows block * WEIGHT_ROWS.. of x^T: columns of x.
+            let x_t = Strided::transposed(&x[block * WEIGHT_ROWS..], k);
+            product_into([m, rows, n], dw, x_t, Strided::row_major(g, n));
         })
     };
     (dx, dw)
