@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::flex_host::{host_values, parents};
-use super::host_conv::{Strided, parallel_filled, product_into};
+use super::host_conv::{Strided, add_to_rows, parallel_filled, product_into};
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
@@ -99,10 +99,7 @@ fn tiled_product(
         if let Some(bias) = bias {
             // SAFETY: the product just wrote all `m * n` values.
             let out = unsafe { out.assume_init_mut() };
-            // Added while the tile is still in cache.
-            for row in out.chunks_exact_mut(n) {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-            }
+            add_to_rows(out, bias);
         }
     };
     // SAFETY: each chunk is `m` whole rows of `n`, all written by `fill`.

@@ -430,13 +430,10 @@ fn gather_then_multiply(
             if !summed {
                 product[..count * c_out].fill(0.0);
             }
-            let product = &mut product[..count * c_out];
             if let Some(bias) = bias {
-                for row in product.chunks_exact_mut(c_out) {
-                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-                }
+                add_to_rows(&mut product[..count * c_out], bias);
             }
-            let product = &*product;
+            let product = &product[..count * c_out];
             match layout {
                 Layout::ChannelsLast => {
                     for (t, &target) in targets[..count].iter().enumerate() {
@@ -596,6 +593,14 @@ fn multiply_then_gather(
         }
     }
     output
+}
+
+/// Adds `bias` to every row of `values` (rows `bias.len()` wide): a tile
+/// of products while it is still in cache.
+pub(crate) fn add_to_rows(values: &mut [f32], bias: &[f32]) {
+    for row in values.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
 }
 
 /// A matrix operand read in place: element `(i, j)` at `values[i * rows
