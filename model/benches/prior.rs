@@ -130,6 +130,7 @@ fn main() {
         return;
     }
     videogpt_model::backend::tune_allocator();
+    videogpt_model::backend::make_calling_thread_a_worker();
     let backend: BackendKind = std::env::var("PRIOR_BENCH_BACKEND")
         .unwrap_or_else(|_| "flex".into())
         .parse()

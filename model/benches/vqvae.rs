@@ -130,6 +130,7 @@ fn env_list(name: &str, default: &[&str]) -> Vec<String> {
 
 fn main() {
     videogpt_model::backend::tune_allocator();
+    videogpt_model::backend::make_calling_thread_a_worker();
     let args: Vec<String> = std::env::args().collect();
     let backend: BackendKind = std::env::var("VQVAE_BENCH_BACKEND")
         .unwrap_or_else(|_| "flex".into())

@@ -292,6 +292,7 @@ enum Command {
 
 fn main() -> ExitCode {
     videogpt_model::backend::tune_allocator();
+    videogpt_model::backend::make_calling_thread_a_worker();
     videogpt_pipeline::cli::main_with(|| run(Cli::parse()))
 }
 
