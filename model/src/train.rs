@@ -155,8 +155,18 @@ impl Trainer {
         learning_rate(t.learning_rate, t.lr_schedule, t.warmup_steps, step, t.steps)
     }
 
-    /// One optimiser step and one EMA codebook step on `batch`.
+    /// One optimiser step and one EMA codebook step on `batch`. On the CPU
+    /// the thread pool's workers are kept awake throughout
+    /// ([`backend::with_workers_awake`](crate::backend::with_workers_awake)).
     pub fn step(&mut self, batch: &Batch) -> StepMetrics {
+        if self.config.train.backend == BackendKind::Flex {
+            crate::backend::with_workers_awake(|| self.step_here(batch))
+        } else {
+            self.step_here(batch)
+        }
+    }
+
+    fn step_here(&mut self, batch: &Batch) -> StepMetrics {
         let started = Instant::now();
         let x = batch.tensor(&self.device);
         let step = self.state.step;
