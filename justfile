@@ -99,9 +99,9 @@ bench:
     {{cargo}} bench --workspace --bench prior
     {{cargo}} bench --workspace --bench fvd
 
-# Our VQ-VAE train step against the official PyTorch code's, alternated run by run on this machine
-# (`just bench-reference ~/VideoGPT reference-240 6`). Needs a clone of wilson1yan/VideoGPT and
-# `./setup.sh --torch-reference`; writes target/bench/vqvae_vs_reference.json.
+# Our train step against the official PyTorch code's, alternated run by run on this machine: case
+# reference-64 or reference-240 (VQ-VAE) or prior (`just bench-reference ~/VideoGPT prior 6`).
+# Needs a clone of wilson1yan/VideoGPT and `./setup.sh --torch-reference`; writes target/bench/reference.json.
 bench-reference videogpt case="reference-240" rounds="6":
-    {{cargo}} bench --workspace --bench vqvae --no-run
-    .venv-torch/bin/python model/scripts/vqvae_reference_bench.py --videogpt {{videogpt}} alternate {{case}} --rounds {{rounds}}
+    {{cargo}} bench --workspace --bench vqvae --bench prior --no-run
+    .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{videogpt}} alternate {{case}} --rounds {{rounds}}

@@ -10,7 +10,10 @@
 //!   (batch x 1024 / seconds), median of 5 grids after a warm-up;
 //!   reference 628 and 2,115 tokens/s (f32).
 //!
-//! Writes target/bench/prior.json and prints a table.
+//! Writes target/bench/prior.json and prints a table. `--train-step` times
+//! only the train step and prints it as one JSON line (for
+//! `model/scripts/reference_bench.py`, which alternates it with the
+//! official PyTorch code).
 //! Environment: PRIOR_BENCH_BACKEND=flex|wgpu (default flex),
 //! PRIOR_BENCH_SAMPLE_BATCHES=1,8, PRIOR_BENCH_KV=f16,f32,
 //! PRIOR_BENCH_REPEATS=5, PRIOR_BENCH_SKIP_TRAIN=1 (sampling only).
@@ -135,6 +138,10 @@ fn main() {
         .unwrap_or_else(|_| "flex".into())
         .parse()
         .expect("PRIOR_BENCH_BACKEND");
+    if std::env::args().any(|a| a == "--train-step") {
+        println!("{}", serde_json::to_string(&train_step(backend)).unwrap());
+        return;
+    }
     let batches: Vec<usize> = std::env::var("PRIOR_BENCH_SAMPLE_BATCHES")
         .unwrap_or_else(|_| "1,8".into())
         .split(',')

@@ -1,25 +1,36 @@
-"""The PyTorch reference's VQ-VAE train step, timed on this machine in the
-same minutes as ours.
+"""The PyTorch reference's train steps (VQ-VAE and prior), timed on this
+machine in the same minutes as ours.
 
-NOTES.md gives the official VideoGPT code's seconds per step at two
-configurations (`reference-64`, `reference-240`), measured once. This
+NOTES.md gives the official VideoGPT code's seconds per step at three
+configurations (the VQ-VAE's `reference-64` and `reference-240`, and the
+prior's), measured once. This
 machine's speed drifts by 20-40% from one quarter of an hour to the next, so
 a step of ours timed today against a figure timed on another day can be
 off by more than the gap being measured. This script times the official
 code itself, from a clone of https://github.com/wilson1yan/VideoGPT (not
-on PyPI), alternating with `model/benches/vqvae.rs --case` run by run.
+on PyPI), alternating run by run with `model/benches/vqvae.rs --case` or
+`model/benches/prior.rs --train-step`.
 
     # one timing of the reference, as a JSON line
-    python vqvae_reference_bench.py --videogpt ~/VideoGPT step reference-240
-    # rounds of (reference, ours), a summary, target/bench/vqvae_vs_reference.json
-    python vqvae_reference_bench.py --videogpt ~/VideoGPT alternate reference-240 --rounds 6
+    python reference_bench.py --videogpt ~/VideoGPT step reference-240
+    # rounds of (reference, ours), a summary, target/bench/reference.json
+    python reference_bench.py --videogpt ~/VideoGPT alternate reference-240 --rounds 6
 
-The reference step is what the official `train_vqvae.py` runs per batch:
+The VQ-VAE step is what the official `train_vqvae.py` runs per batch:
 `VQVAE(args).training_step` on random clips in [-0.5, 0.5), `backward()`,
-and a step of the Adam optimiser from its `configure_optimizers()`; median of
-`--steps` steps after `--warmup` steps, batch 2, clips 3x16x64x64, as many
-torch threads as this process may use cores (rayon's count for ours).
-`pytorch_lightning` is imported by `videogpt/vqvae.py` only for the
+and a step of the Adam optimiser from its `configure_optimizers()`; batch 2,
+clips 3x16x64x64. The prior step (case `prior`) is the transformer of
+`VideoGPT.forward` (`fc_in`, `AttentionStack`, `LayerNorm`, `fc_out`, cross
+entropy), built from the official modules with NOTES.md's configuration
+(4x16x16 tokens, 512 codes, hidden 192, 4 heads, 4 layers, full attention,
+dropout 0.2, attention dropout 0.3), on random tokens looked up in a random
+256-wide codebook, batch 4, Adam at 3e-4; `VideoGPT.training_step` would
+first encode clips with a trained VQ-VAE, which ours reads from token
+tables instead. Both: median of `--steps` steps after `--warmup` steps, as
+many torch threads as this process may use cores (rayon's count for ours).
+The package's `__init__` is not run (it imports the data and download
+modules and their dependencies). `pytorch_lightning` is imported by
+`videogpt/vqvae.py` only for the
 `LightningModule` base class; where it is not installed a stand-in base
 class (a plain `nn.Module`) is used, since the step calls none of Lightning.
 Needs torch and numpy: `./setup.sh --torch-reference` makes `.venv-torch`.
@@ -43,20 +54,29 @@ CASES = {
     "reference-240": (240, 4, 256, 1024),
 }
 # NOTES.md's figures for the same cases (seconds per step), for the summary.
-NOTES_SECONDS = {"reference-64": 0.161, "reference-240": 1.435}
+NOTES_SECONDS = {"reference-64": 0.161, "reference-240": 1.435, "prior": 3.56}
 BATCH = 2
 CLIP = (3, 16, 64, 64)
+# NOTES.md's prior: token grid, codes, hidden, heads, layers; batch 4.
+PRIOR_GRID = (4, 16, 16)
+PRIOR_CODES, PRIOR_HIDDEN, PRIOR_HEADS, PRIOR_LAYERS, PRIOR_BATCH = 512, 192, 4, 4, 4
+PRIOR_EMBEDDING_DIM = 256
+ALL_CASES = sorted(CASES) + ["prior"]
 
 
 def fail(message):
-    print(f"vqvae_reference_bench.py: {message}", file=sys.stderr)
+    print(f"reference_bench.py: {message}", file=sys.stderr)
     sys.exit(2)
 
 
-def import_official_vqvae(clone):
-    """`videogpt.vqvae.VQVAE` from the clone at `clone`."""
+def check_clone(clone):
     if not (clone / "videogpt" / "vqvae.py").is_file():
         fail(f"--videogpt {clone}: no videogpt/vqvae.py there (expected a clone of wilson1yan/VideoGPT)")
+
+
+def import_official(clone):
+    """The clone's `videogpt` package (`vqvae`, `attention`, `utils`)."""
+    check_clone(clone)
     import torch.nn as nn
 
     try:
@@ -73,10 +93,17 @@ def import_official_vqvae(clone):
 
         stand_in.LightningModule = LightningModule
         sys.modules["pytorch_lightning"] = stand_in
-    sys.path.insert(0, str(clone))
-    from videogpt.vqvae import VQVAE
+    # The package's __init__ imports its data, download and GPT modules too
+    # (h5py, av, requests, tqdm...); the steps need only these three, so the
+    # package is registered without running it.
+    package = types.ModuleType("videogpt")
+    package.__path__ = [str(clone / "videogpt")]
+    sys.modules["videogpt"] = package
+    import videogpt.attention
+    import videogpt.utils
+    import videogpt.vqvae
 
-    return VQVAE
+    return videogpt
 
 
 def usable_cores():
@@ -89,13 +116,10 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_reference(clone, case, warmup, steps, seed):
-    import numpy as np
+def vqvae_step(videogpt, case):
+    """A closure running one VQ-VAE train step (returns the loss) and the batch size."""
     import torch
 
-    vqvae_class = import_official_vqvae(clone)
-    torch.set_num_threads(usable_cores())
-    torch.manual_seed(seed)
     n_hiddens, n_res_layers, embedding_dim, n_codes = CASES[case]
     args = argparse.Namespace(
         n_hiddens=n_hiddens,
@@ -106,17 +130,73 @@ def time_reference(clone, case, warmup, steps, seed):
         sequence_length=CLIP[1],
         resolution=CLIP[2],
     )
-    model = vqvae_class(args)
+    model = videogpt.vqvae.VQVAE(args)
     model.train()
     optimizer = model.configure_optimizers()
     batch = {"video": torch.rand(BATCH, *CLIP) - 0.5}
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
+
+    def step(i):
         optimizer.zero_grad()
         loss = model.training_step(batch, i)
         loss.backward()
         optimizer.step()
+        return loss
+
+    return step, BATCH
+
+
+def prior_step(videogpt):
+    """One prior train step as `VideoGPT.forward` runs it after the VQ-VAE encode."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    attention = videogpt.attention
+    fc_in = nn.Linear(PRIOR_EMBEDDING_DIM, PRIOR_HIDDEN, bias=False)
+    fc_in.weight.data.normal_(std=0.02)
+    attn_stack = attention.AttentionStack(
+        PRIOR_GRID, PRIOR_HIDDEN, PRIOR_HEADS, PRIOR_LAYERS, 0.2, "full", 0.3, None, None
+    )
+    norm = attention.LayerNorm(PRIOR_HIDDEN, None)
+    fc_out = nn.Linear(PRIOR_HIDDEN, PRIOR_CODES, bias=False)
+    fc_out.weight.data.copy_(torch.zeros(PRIOR_CODES, PRIOR_HIDDEN))
+    model = nn.ModuleList([fc_in, attn_stack, norm, fc_out])
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, betas=(0.9, 0.999))
+    codebook = torch.randn(PRIOR_CODES, PRIOR_EMBEDDING_DIM)
+    targets = torch.randint(0, PRIOR_CODES, (PRIOR_BATCH, *PRIOR_GRID))
+    x = F.embedding(targets, codebook)
+
+    def step(_):
+        optimizer.zero_grad()
+        h = attn_stack(fc_in(x), {}, None, None)
+        logits = fc_out(norm(h, {}))
+        loss = F.cross_entropy(videogpt.utils.shift_dim(logits, -1, 1), targets)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step, PRIOR_BATCH
+
+
+def time_reference(clone, case, warmup, steps, seed):
+    import warnings
+
+    import numpy as np
+    import torch
+
+    # The official AttentionBlock calls torch.utils.checkpoint with the
+    # default `use_reentrant`, which recent torch warns about on every call.
+    warnings.filterwarnings("ignore", message="torch.utils.checkpoint: the use_reentrant")
+
+    videogpt = import_official(clone)
+    torch.set_num_threads(usable_cores())
+    torch.manual_seed(seed)
+    step, batch = prior_step(videogpt) if case == "prior" else vqvae_step(videogpt, case)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        loss = step(i)
         elapsed = time.perf_counter() - start
         if not math.isfinite(loss.item()):
             fail(f"{case}: the reference's loss is {loss.item()} at step {i}")
@@ -126,7 +206,7 @@ def time_reference(clone, case, warmup, steps, seed):
     return {
         "case": case,
         "implementation": "pytorch-reference",
-        "batch": BATCH,
+        "batch": batch,
         "warmup": warmup,
         "measured": steps,
         "median_step_s": median,
@@ -151,9 +231,26 @@ def run_json(command, what):
         fail(f"{what}: last line of output is not JSON: {lines[-1][:200]}")
 
 
+def describe(result):
+    """`1.234 s (fastest 1.200, 685 MB)`, leaving out what a bench does not report."""
+    extra = []
+    if result.get("fastest_step_s") is not None:
+        extra.append(f"fastest {result['fastest_step_s']:.3f}")
+    if result.get("peak_rss_mb") is not None:
+        extra.append(f"{result['peak_rss_mb']:.0f} MB")
+    return f"{result['median_step_s']:.3f} s" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def alternate(options):
     """Rounds of (reference, ours), each in a fresh process, and their summary."""
-    ours_prefix = shlex.split(options.ours)
+    bench = "prior" if options.case == "prior" else "vqvae"
+    ours_command = shlex.split(options.ours or f"cargo bench -q --workspace --bench {bench} --")
+    if options.case != "prior":
+        ours_command += ["--case", options.case, str(BATCH), str(options.warmup), str(options.steps)]
+    elif (options.warmup, options.steps) != (2, 5):
+        fail(f"prior: our bench times 5 steps after 2 warm-ups; --warmup {options.warmup} --steps {options.steps} would differ")
+    else:
+        ours_command += ["--train-step"]
     pairs = []
     for round_index in range(options.rounds):
         reference = run_json(
@@ -161,17 +258,15 @@ def alternate(options):
              "--warmup", str(options.warmup), "--steps", str(options.steps)],
             "the reference",
         )
-        ours = run_json(
-            ours_prefix + ["--case", options.case, str(BATCH), str(options.warmup), str(options.steps)],
-            "our bench",
-        )
+        ours = run_json(ours_command, "our bench")
+        # The prior bench names its median `median_s` and has no peak RSS or fastest step.
+        ours.setdefault("median_step_s", ours.get("median_s"))
+        ours.setdefault("fastest_step_s", None)
+        ours.setdefault("peak_rss_mb", None)
         ratio = reference["median_step_s"] / ours["median_step_s"]
         pairs.append({"reference": reference, "ours": ours, "speedup": ratio})
         print(
-            f"round {round_index + 1}: reference {reference['median_step_s']:.3f} s "
-            f"(fastest {reference['fastest_step_s']:.3f}, {reference['peak_rss_mb']:.0f} MB), "
-            f"ours {ours['median_step_s']:.3f} s (fastest {ours['fastest_step_s']:.3f}, "
-            f"{ours['peak_rss_mb']:.0f} MB): {ratio:.2f}x",
+            f"round {round_index + 1}: reference {describe(reference)}, ours {describe(ours)}: {ratio:.2f}x",
             flush=True,
         )
     speedups = [p["speedup"] for p in pairs]
@@ -209,21 +304,21 @@ def main():
     parser.add_argument("--videogpt", type=Path, required=True, help="a clone of wilson1yan/VideoGPT")
     modes = parser.add_subparsers(dest="mode", required=True)
     step = modes.add_parser("step", help="time the reference once; prints a JSON line")
-    step.add_argument("case", choices=sorted(CASES))
+    step.add_argument("case", choices=ALL_CASES)
     step.add_argument("--warmup", type=int, default=2)
     step.add_argument("--steps", type=int, default=5)
     step.add_argument("--seed", type=int, default=0)
     both = modes.add_parser("alternate", help="alternate reference and ours, round by round")
-    both.add_argument("case", choices=sorted(CASES))
+    both.add_argument("case", choices=ALL_CASES)
     both.add_argument("--rounds", type=int, default=6)
     both.add_argument("--warmup", type=int, default=2)
     both.add_argument("--steps", type=int, default=5)
     both.add_argument(
         "--ours",
-        default="cargo bench -q --workspace --bench vqvae --",
-        help="command that runs our bench; '--case CASE 2 WARMUP STEPS' is appended",
+        help="command that runs our bench (default: cargo bench ... --bench vqvae --, or --bench prior --);"
+        " '--case CASE 2 WARMUP STEPS' (VQ-VAE) or '--train-step' (prior) is appended",
     )
-    both.add_argument("--output", default="target/bench/vqvae_vs_reference.json")
+    both.add_argument("--output", default="target/bench/reference.json")
     options = parser.parse_args()
     for name in ("warmup", "steps", "rounds"):
         value = getattr(options, name, 1)
@@ -232,9 +327,7 @@ def main():
     if options.mode == "step":
         print(json.dumps(time_reference(options.videogpt, options.case, options.warmup, options.steps, options.seed)))
     else:
-        import_check = options.videogpt / "videogpt" / "vqvae.py"
-        if not import_check.is_file():
-            fail(f"--videogpt {options.videogpt}: no videogpt/vqvae.py there (expected a clone of wilson1yan/VideoGPT)")
+        check_clone(options.videogpt)
         alternate(options)
 
 
