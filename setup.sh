@@ -2,7 +2,7 @@
 # Installs whatever this project needs and is missing, then runs the demo.
 #   ./setup.sh            install, then `just demo`
 #   ./setup.sh --no-demo  install only (what CI uses before `just test`)
-#   ./setup.sh --torch-reference  also make .venv-torch (PyTorch, ~4 GB) for
+#   ./setup.sh --torch-reference  also make .venv-torch (PyTorch, 5.4 GB) for
 #                         `just bench-reference`, which times the official code
 # Needs: Debian 12 (or similar) with the Rust toolchain and Python 3.
 # Rerunning on a ready machine takes seconds: every step checks first.
@@ -196,7 +196,7 @@ fi
 
 # --- 7. (opt-in) PyTorch venv for `just bench-reference` ----------------------
 # Times the official VideoGPT code beside ours; PyPI's torch wheel pulls in the
-# CUDA runtime libraries (~4 GB), so only on request.
+# CUDA runtime libraries (5.4 GB installed), so only on request.
 if [ "$TORCH_REFERENCE" = 1 ]; then
   TORCH_REQ=model/scripts/requirements-torch.txt
   TORCH_STAMP=.venv-torch/.requirements.sha256
