@@ -290,6 +290,7 @@ def alternate(options):
     else:
         ours_command += ["--train-step"]
     pairs = []
+    started = time.perf_counter()
     for round_index in range(options.rounds):
         reference = run_json(
             [sys.executable, __file__, "--videogpt", str(options.videogpt), "step", options.case,
@@ -299,8 +300,12 @@ def alternate(options):
         ours = our_result(run_json(ours_command, "our bench"))
         ratio = reference["median_step_s"] / ours["median_step_s"]
         pairs.append({"reference": reference, "ours": ours, "speedup": ratio})
+        done = round_index + 1
+        seconds_per_round = (time.perf_counter() - started) / done
         print(
-            f"round {round_index + 1}: reference {describe(reference)}, ours {describe(ours)}: {ratio:.2f}x",
+            f"round {done} of {options.rounds}: reference {describe(reference)}, ours {describe(ours)}: "
+            f"{ratio:.2f}x ({seconds_per_round:.0f} s per round, about "
+            f"{seconds_per_round * (options.rounds - done):.0f} s left)",
             flush=True,
         )
     summary = summarise(options.case, pairs)

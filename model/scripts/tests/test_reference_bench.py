@@ -62,7 +62,7 @@ def test_the_prior_benchs_fields_are_read_under_the_references_names():
     assert reference_bench.describe(vqvae) == "1.500 s (fastest 1.400, 685 MB)"
 
 
-def test_alternate_runs_both_sides_in_turn_and_merges_the_summary(tmp_path, monkeypatch):
+def test_alternate_runs_both_sides_in_turn_and_merges_the_summary(tmp_path, monkeypatch, capsys):
     clone = fake_clone(tmp_path / "clone")
     output = tmp_path / "bench" / "reference.json"
     output.parent.mkdir()
@@ -82,6 +82,9 @@ def test_alternate_runs_both_sides_in_turn_and_merges_the_summary(tmp_path, monk
     reference_bench.main(["--videogpt", str(clone), "alternate", "reference-240", "--rounds", "3",
                           "--ours", "ours-bench --flag", "--output", str(output)])
     assert [what for what, _ in calls] == ["the reference", "our bench"] * 3
+    rounds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("round")]
+    assert [line.split(":")[0] for line in rounds] == ["round 1 of 3", "round 2 of 3", "round 3 of 3"]
+    assert rounds[-1].endswith("about 0 s left)")
     assert calls[1][1] == ["ours-bench", "--flag", "--case", "reference-240", "2", "2", "5"]
     assert calls[0][1][-6:] == ["step", "reference-240", "--warmup", "2", "--steps", "5"]
     written = json.loads(output.read_text())
