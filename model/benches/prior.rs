@@ -1,11 +1,11 @@
-//! GPT prior benchmark at the configuration NOTES.md times for the PyTorch
-//! reference: 4x16x16 = 1024 tokens, 512 codes, hidden 192, 4 heads,
+//! GPT prior benchmark at the configuration the official PyTorch code was
+//! timed at: 4x16x16 = 1024 tokens, 512 codes, hidden 192, 4 heads,
 //! 4 layers, full attention (dropout 0.2 / attention dropout 0.3).
 //!
 //! - train step (forward + backward + AdamW) at batch 4: median of 5 steps
 //!   after 2 warm-ups; reference 3.56 s.
 //! - sampling with the KV cache (on flex the whole step runs on the host,
-//!   `prior/host_step.rs`), a whole 1024-token grid at batch 1 and 8,
+//!   the kernels crate's `decode::step`), a whole 1024-token grid at batch 1 and 8,
 //!   with the cache in f16 (the default) and in f32 (exact): tokens/s
 //!   (batch x 1024 / seconds), median of 5 grids after a warm-up;
 //!   reference 628 and 2,115 tokens/s (f32).
@@ -30,7 +30,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 use videogpt_model::backend::BackendKind;
 use videogpt_model::prior::{Condition, PriorConfig};
-use videogpt_model::prior::host_attention::KvPrecision;
+use videogpt_model::ops::KvPrecision;
 use videogpt_model::prior::sample::{SampleOptions, sample};
 use videogpt_model::prior::train::{PriorTrainOptions, optimizer};
 use videogpt_pipeline::rng::SplitMix64;
@@ -132,8 +132,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    videogpt_model::backend::tune_allocator();
-    videogpt_model::backend::make_calling_thread_a_worker();
+    videogpt_model::ops::tune_allocator();
+    videogpt_model::ops::make_calling_thread_a_worker();
     let backend: BackendKind = std::env::var("PRIOR_BENCH_BACKEND")
         .unwrap_or_else(|_| "flex".into())
         .parse()

@@ -1,6 +1,6 @@
 //! VQ-VAE training-step benchmark: steps/s and peak memory per preset and
-//! batch size, and the two configurations NOTES.md times for the PyTorch
-//! reference (median of 5 steps after 2 warm-ups, random clips 3x16x64x64).
+//! batch size, and the two configurations the official PyTorch code was
+//! timed at (median of 5 steps after 2 warm-ups, random clips 3x16x64x64).
 //!
 //! Each case runs in its own child process so that its peak RSS (VmHWM) is
 //! its own. Writes target/bench/vqvae.json and prints a table.
@@ -37,7 +37,7 @@ struct CaseResult {
     fastest_step_s: f64,
     steps_per_s: f64,
     peak_rss_mb: f64,
-    /// The PyTorch reference's seconds per step at this configuration (NOTES.md), if timed.
+    /// The PyTorch reference's seconds per step at this configuration (timed once on this machine kind), if timed.
     reference_step_s: Option<f64>,
     /// reference / ours (> 1: we are faster).
     speedup_vs_reference: Option<f64>,
@@ -129,8 +129,8 @@ fn env_list(name: &str, default: &[&str]) -> Vec<String> {
 }
 
 fn main() {
-    videogpt_model::backend::tune_allocator();
-    videogpt_model::backend::make_calling_thread_a_worker();
+    videogpt_model::ops::tune_allocator();
+    videogpt_model::ops::make_calling_thread_a_worker();
     let args: Vec<String> = std::env::args().collect();
     let backend: BackendKind = std::env::var("VQVAE_BENCH_BACKEND")
         .unwrap_or_else(|_| "flex".into())

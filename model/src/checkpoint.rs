@@ -21,48 +21,15 @@ use serde::{Deserialize, Serialize};
 use videogpt_pipeline::atomic::write_bytes_atomic;
 
 use crate::error::{IoContext, ModelError, Result};
-use crate::vqvae::{VqVae, VqVaeConfig};
+use crate::vqvae::VqVae;
+
+pub use crate::run_config::{TrainState, VqVaeRunConfig};
 
 pub const MODEL_FILE: &str = "model.bpk";
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const LATEST_FILE: &str = "latest";
-
-/// Where training stands; saved in every checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TrainState {
-    pub step: u64,
-    /// Clips drawn from the shuffled stream so far (= step x batch).
-    pub samples_seen: u64,
-}
-
-/// Everything needed to rebuild the model and its input scaling.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VqVaeRunConfig {
-    pub model: VqVaeConfig,
-    pub train: crate::train::TrainOptions,
-    /// Mean and variance of the training pixels (as `x / 255 - 0.5`); the
-    /// reconstruction loss is MSE / variance.
-    pub data_mean: f64,
-    pub data_variance: f64,
-}
-
-impl VqVaeRunConfig {
-    /// Refuses clips of `[T, H, W, C]` (from `split`) that the model was not
-    /// trained on.
-    pub fn check_clip_shape(&self, split: &Path, [t, h, w, c]: [usize; 4]) -> Result<()> {
-        if self.model.input_shape != [t, h, w] || self.model.channels != c {
-            return Err(ModelError::Config(format!(
-                "{}: clips are {t}x{h}x{w}x{c}, the model was trained on {:?}x{}",
-                split.display(),
-                self.model.input_shape,
-                self.model.channels
-            )));
-        }
-        Ok(())
-    }
-}
 
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
@@ -218,4 +185,28 @@ pub fn truncate_metrics_after(path: &Path, step: u64) -> Result<()> {
         write_bytes_atomic(path, kept.as_bytes()).at(path)?;
     }
     Ok(())
+}
+
+/// The run folder under `runs` named `<prefix>*` whose latest checkpoint is
+/// newest.
+pub fn newest_run(runs: &Path, prefix: &str) -> Result<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in fs::read_dir(runs).at(runs)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let latest = entry.path().join("checkpoints").join(LATEST_FILE);
+        if let Ok(t) = fs::metadata(&latest).and_then(|m| m.modified())
+            && best.as_ref().is_none_or(|(b, _)| t > *b)
+        {
+            best = Some((t, entry.path()));
+        }
+    }
+    best.map(|(_, run)| run).ok_or_else(|| {
+        ModelError::Config(format!(
+            "no run {}/{prefix}* with checkpoints; train one with `just train-vqvae` or name the checkpoint",
+            runs.display()
+        ))
+    })
 }

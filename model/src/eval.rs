@@ -14,7 +14,7 @@ use videogpt_pipeline::shards::ClipShards;
 use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data;
-use crate::error::Result;
+use crate::error::{IoContext, ModelError, Result};
 use crate::vqvae::codebook::usage;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,4 +91,39 @@ pub fn eval_vqvae(
         codes: config.model.codes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// [`eval_vqvae`] on the split named `split` beside the run's training
+/// split, with the report written to `<run>/eval-<split>.json`; returns the
+/// report and where it was written.
+pub fn eval_split_and_write(
+    checkpoint_or_run: &Path,
+    split: &str,
+    batch_size: usize,
+    max_clips: Option<u64>,
+    backend: BackendKind,
+    progress: bool,
+) -> Result<(EvalReport, PathBuf)> {
+    if batch_size == 0 {
+        return Err(ModelError::Config("--batch-size must be at least 1".into()));
+    }
+    let resolved = checkpoint::resolve(checkpoint_or_run)?;
+    let config: checkpoint::VqVaeRunConfig = checkpoint::read_json(&resolved.join(checkpoint::CONFIG_FILE))?;
+    let split_dir = config
+        .train
+        .train_split
+        .parent()
+        .ok_or_else(|| ModelError::Config(format!("{}: the training split has no parent folder", resolved.display())))?
+        .join(split);
+    let report = eval_vqvae(&resolved, &split_dir, batch_size, max_clips, backend, progress)?;
+    // <run>/checkpoints/step-N -> <run>
+    let run_dir = resolved
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| resolved.clone());
+    let out = run_dir.join(format!("eval-{split}.json"));
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| ModelError::format(&out, e.to_string()))?;
+    videogpt_pipeline::atomic::write_bytes_atomic(&out, &json).at(&out)?;
+    Ok((report, out))
 }

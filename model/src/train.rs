@@ -21,54 +21,16 @@ use videogpt_pipeline::rng::SplitMix64;
 use videogpt_pipeline::shards::ClipShards;
 
 use crate::backend::BackendKind;
-use crate::checkpoint::{self, TrainState, VqVaeRunConfig};
+use crate::checkpoint;
 use crate::data::{self, Batch, Loader};
 use crate::error::{IoContext, ModelError, Result};
-use crate::host_adam::HostAdam;
+use crate::ops::HostAdam;
 use crate::preview;
-use crate::schedule::{LrSchedule, learning_rate};
+use crate::schedule::learning_rate;
 use crate::vqvae::codebook::usage;
 use crate::vqvae::{VqVae, VqVaeConfig};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TrainOptions {
-    /// Folder of the training split's clip shards.
-    pub train_split: PathBuf,
-    /// Folder of a split used for the previews (the test split when there is one).
-    pub preview_split: Option<PathBuf>,
-    pub preset: String,
-    pub batch_size: usize,
-    pub steps: u64,
-    pub learning_rate: f64,
-    /// Older runs have none: constant.
-    #[serde(default)]
-    pub lr_schedule: LrSchedule,
-    #[serde(default)]
-    pub warmup_steps: u64,
-    pub seed: u64,
-    pub checkpoint_every: u64,
-    pub log_every: u64,
-    pub backend: BackendKind,
-}
-
-impl TrainOptions {
-    pub fn new(train_split: PathBuf, preset: &str) -> Self {
-        Self {
-            train_split,
-            preview_split: None,
-            preset: preset.to_owned(),
-            batch_size: 8,
-            steps: 10_000,
-            learning_rate: 3e-4,
-            lr_schedule: LrSchedule::Constant,
-            warmup_steps: 0,
-            seed: 0,
-            checkpoint_every: 1000,
-            log_every: 10,
-            backend: BackendKind::Flex,
-        }
-    }
-}
+pub use crate::run_config::{TrainOptions, TrainState, VqVaeRunConfig};
 
 /// One logged step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,10 +119,10 @@ impl Trainer {
 
     /// One optimiser step and one EMA codebook step on `batch`. On the CPU
     /// the thread pool's workers are kept awake throughout
-    /// ([`backend::with_workers_awake`](crate::backend::with_workers_awake)).
+    /// ([`ops::with_workers_awake`](crate::ops::with_workers_awake)).
     pub fn step(&mut self, batch: &Batch) -> StepMetrics {
         if self.config.train.backend == BackendKind::Flex {
-            crate::backend::with_workers_awake(|| self.step_here(batch))
+            crate::ops::with_workers_awake(|| self.step_here(batch))
         } else {
             self.step_here(batch)
         }
@@ -391,4 +353,67 @@ pub fn train_vqvae(
         last,
         steps_per_second: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
+}
+
+/// Changes to a VQ-VAE preset asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct VqVaeOverrides {
+    /// Residual blocks without axial attention (the ablation).
+    pub no_attention: bool,
+    pub codes: Option<usize>,
+    pub hidden: Option<usize>,
+    /// Downsampling factors `[t, h, w]`.
+    pub downsample: Option<Vec<usize>>,
+}
+
+/// The preset `preset` with `overrides` applied, checked.
+pub fn model_config(preset: &str, overrides: &VqVaeOverrides) -> Result<VqVaeConfig> {
+    let Some(mut model) = VqVaeConfig::preset(preset) else {
+        return Err(ModelError::Config(format!(
+            "unknown preset `{preset}`; expected one of {}",
+            crate::vqvae::PRESETS.join(", ")
+        )));
+    };
+    if overrides.no_attention {
+        model = model.with_attention(false);
+    }
+    if let Some(codes) = overrides.codes {
+        model = model.with_codes(codes);
+    }
+    if let Some(hidden) = overrides.hidden {
+        model = model.with_hidden(hidden);
+    }
+    if let Some(d) = &overrides.downsample {
+        let Ok(d) = <[usize; 3]>::try_from(d.as_slice()) else {
+            return Err(ModelError::Config(format!(
+                "--downsample takes three factors T,H,W (e.g. 2,2,2), got {d:?}"
+            )));
+        };
+        model = model.with_downsample(d);
+    }
+    model
+        .validate()
+        .map_err(|e| ModelError::Config(format!("invalid model settings: {e}")))?;
+    Ok(model)
+}
+
+/// The train split of `dataset` under `root` (which must be prepared) and
+/// its test split, if prepared (for the previews).
+pub fn dataset_splits(root: &Path, dataset: &str) -> Result<(PathBuf, Option<PathBuf>)> {
+    let clips = root.join(dataset).join("clips");
+    let train = clips.join("train");
+    if !train.join("index.json").is_file() {
+        return Err(ModelError::Config(format!(
+            "{} has no prepared clips (run `just prepare {dataset}` first)",
+            train.display()
+        )));
+    }
+    let test = clips.join("test");
+    Ok((train, test.join("index.json").is_file().then_some(test)))
+}
+
+/// `runs/vqvae-<dataset>-<preset>[-no-attention]`.
+pub fn default_run_dir(dataset: &str, preset: &str, no_attention: bool) -> PathBuf {
+    let suffix = if no_attention { "-no-attention" } else { "" };
+    PathBuf::from("runs").join(format!("vqvae-{dataset}-{preset}{suffix}"))
 }

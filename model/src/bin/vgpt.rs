@@ -8,19 +8,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use videogpt_model::backend::BackendKind;
 use videogpt_model::encode::{EncodeOptions, encode_latents};
-use videogpt_model::eval::eval_vqvae;
+use videogpt_model::checkpoint::newest_run;
+use videogpt_model::eval::eval_split_and_write;
+use videogpt_model::fvd::protocol::clip_set;
 use videogpt_model::fvd::{Distance, FvdOptions, compute_fvd};
 use videogpt_model::patches::write_code_patches;
-use videogpt_model::prior::generate::{GenerateOptions, generate};
-use videogpt_model::prior::host_attention::KvPrecision;
+use videogpt_model::prior::generate::{GenerateOptions, generate, read_actions};
+use videogpt_model::ops::KvPrecision;
 use videogpt_model::prior::sample::SampleOptions;
-use videogpt_model::prior::context::FrameEncoderConfig;
-use videogpt_model::prior::train::{Conditioning, PriorTrainOptions, train_prior};
-use videogpt_model::prior::{PRIOR_PRESETS, PriorConfig, TokenEmbedding};
+use videogpt_model::prior::train::{Conditioning, PriorOverrides, PriorTrainOptions, prior_setup, train_prior};
 use videogpt_model::schedule::LrSchedule;
-use videogpt_pipeline::tokens::{TokenTable, find_table};
-use videogpt_model::train::{RunMode, TrainOptions, train_vqvae};
-use videogpt_model::vqvae::{PRESETS, VqVaeConfig};
+use videogpt_model::train::{RunMode, TrainOptions, VqVaeOverrides, dataset_splits, default_run_dir, model_config, train_vqvae};
 
 #[derive(Parser)]
 #[command(name = "vgpt", version, about = "VideoGPT: train the VQ-VAE, encode token tables, train the prior, sample")]
@@ -291,8 +289,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    videogpt_model::backend::tune_allocator();
-    videogpt_model::backend::make_calling_thread_a_worker();
+    videogpt_model::ops::tune_allocator();
+    videogpt_model::ops::make_calling_thread_a_worker();
     videogpt_pipeline::cli::main_with(|| run(Cli::parse()))
 }
 
@@ -320,45 +318,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_progress,
         } => {
             let preset = preset.unwrap_or_else(|| dataset.clone());
-            let Some(mut model) = VqVaeConfig::preset(&preset) else {
-                bail!("unknown preset `{preset}`; expected one of {}", PRESETS.join(", "));
-            };
-            if no_attention {
-                model = model.with_attention(false);
-            }
-            if let Some(codes) = codes {
-                model = model.with_codes(codes);
-            }
-            if let Some(hidden) = hidden {
-                model = model.with_hidden(hidden);
-            }
-            if let Some(d) = downsample {
-                let Ok(d) = <[usize; 3]>::try_from(d.as_slice()) else {
-                    bail!("--downsample takes three factors T,H,W (e.g. 2,2,2), got {d:?}");
-                };
-                model = model.with_downsample(d);
-            }
-            if let Err(e) = model.validate() {
-                bail!("invalid model settings: {e}");
-            }
+            let overrides = VqVaeOverrides { no_attention, codes, hidden, downsample };
+            let model = model_config(&preset, &overrides)?;
             if batch_size == 0 {
                 bail!("--batch-size must be at least 1");
             }
-            let clips = root.join(&dataset).join("clips");
-            let train_split = clips.join("train");
-            if !train_split.join("index.json").is_file() {
-                bail!(
-                    "{} has no prepared clips (run `just prepare {dataset}` first)",
-                    train_split.display()
-                );
-            }
-            let test_split = clips.join("test");
-            let suffix = if no_attention { "-no-attention" } else { "" };
-            let run = run.unwrap_or_else(|| {
-                PathBuf::from("runs").join(format!("vqvae-{dataset}-{preset}{suffix}"))
-            });
+            let (train_split, test_split) = dataset_splits(&root, &dataset)?;
+            let run = run.unwrap_or_else(|| default_run_dir(&dataset, &preset, no_attention));
             let options = TrainOptions {
-                preview_split: test_split.join("index.json").is_file().then_some(test_split),
+                preview_split: test_split,
                 batch_size,
                 steps,
                 learning_rate: lr,
@@ -392,23 +360,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             backend,
             no_progress,
         } => {
-            if batch_size == 0 {
-                bail!("--batch-size must be at least 1");
-            }
-            let resolved = videogpt_model::checkpoint::resolve(&checkpoint)?;
-            let config: videogpt_model::checkpoint::VqVaeRunConfig =
-                videogpt_model::checkpoint::read_json(&resolved.join("config.json"))?;
-            let split_dir = config
-                .train
-                .train_split
-                .parent()
-                .context("training split has no parent folder")?
-                .join(&split);
-            let report = eval_vqvae(&resolved, &split_dir, batch_size, max_clips, backend, !no_progress)?;
+            let (report, out) = eval_split_and_write(&checkpoint, &split, batch_size, max_clips, backend, !no_progress)?;
             println!(
                 "{} clips of {}: NMSE {:.4} (MSE {:.5}, variance {:.5}); codebook perplexity {:.1}, {}/{} codes used",
                 report.clips,
-                split_dir.display(),
+                report.split.display(),
                 report.nmse,
                 report.mse,
                 report.data_variance,
@@ -416,17 +372,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 report.codes_used,
                 report.codes
             );
-            let run_dir = resolved
-                .parent()
-                .and_then(|p| p.parent())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| resolved.clone());
-            let out = run_dir.join(format!("eval-{split}.json"));
-            videogpt_pipeline::atomic::write_bytes_atomic(
-                &out,
-                &serde_json::to_vec_pretty(&report)?,
-            )
-            .with_context(|| out.display().to_string())?;
             println!("report: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -461,61 +406,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("--batch-size must be at least 1");
             }
             let preset = preset.unwrap_or_else(|| dataset.clone());
-            let table = find_table(&root.join(&dataset).join("tokens"), table.as_deref())?;
-            let train_table = TokenTable::open(&table.join("train"))?;
-            let meta = train_table.meta().clone();
-            let Some(mut model) = PriorConfig::preset(&preset, meta.latent_grid, meta.codebook_size) else {
-                bail!("unknown prior preset `{preset}`; expected one of {}", PRIOR_PRESETS.join(", "));
+            let overrides = PriorOverrides {
+                hidden,
+                layers,
+                heads,
+                dropout,
+                attention_dropout,
+                frame_width,
+                codebook_embedding,
             };
-            if let Some(h) = hidden {
-                model = model.with_hidden(h);
-            }
-            if let Some(l) = layers {
-                model = model.with_layers(l);
-            }
-            if let Some(h) = heads {
-                model = model.with_heads(h);
-            }
-            if let Some(d) = dropout {
-                model = model.with_dropout(d);
-            }
-            if let Some(d) = attention_dropout {
-                model = model.with_attention_dropout(d);
-            }
-            let rows = train_table.read(None)?;
-            match condition {
-                Conditioning::None => {}
-                Conditioning::Class => {
-                    let labels = rows.labels.as_ref().with_context(|| format!("{} has no label column", train_table.dir().display()))?;
-                    let max = labels.iter().flatten().max().copied().unwrap_or(-1);
-                    model = model.with_classes(Some((max + 1).max(1) as usize));
-                }
-                Conditioning::Action => {
-                    let actions = rows.actions.as_ref().with_context(|| format!("{} has no actions column", train_table.dir().display()))?;
-                    let width = actions.iter().flatten().map(Vec::len).max().unwrap_or(0);
-                    model = model.with_action_values(Some(width));
-                }
-                Conditioning::Frames => {
-                    let shape = meta.context_shape().with_context(|| {
-                        format!(
-                            "{} has no conditioning frames; run `just encode-latents {dataset} --context-frames 1` and pass its --table",
-                            train_table.dir().display()
-                        )
-                    })?;
-                    let small = matches!(preset.as_str(), "tiny" | "moving-mnist");
-                    let width = frame_width.unwrap_or(if small { 64 } else { 240 });
-                    model = model.with_context(Some(FrameEncoderConfig::new(shape).with_width(width)));
-                }
-            }
-            let mut codebook = None;
-            if codebook_embedding {
-                let device = backend.device();
-                let vq = videogpt_model::checkpoint::resolve(Path::new(&meta.checkpoint))?;
-                let (vqvae, _, _) = videogpt_model::checkpoint::load_model(&vq, &device)?;
-                let vectors = vqvae.codebook.embeddings();
-                model = model.with_embedding(TokenEmbedding::Codebook).with_codebook_dim(Some(vectors.dims()[1]));
-                codebook = Some(vectors);
-            }
+            let setup = prior_setup(&root.join(&dataset).join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
             let run = run.unwrap_or_else(|| PathBuf::from("runs").join(format!("prior-{dataset}-{preset}")));
             let options = PriorTrainOptions {
                 conditioning: condition,
@@ -529,16 +429,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eval_every,
                 eval_clips,
                 backend,
-                ..PriorTrainOptions::new(table.clone(), &preset)
+                ..PriorTrainOptions::new(setup.table.clone(), &preset)
             };
-            // The bound a prior has to beat: the train tokens' unigram entropy.
-            let mut counts = vec![0u64; meta.codebook_size];
-            for &t in &rows.tokens {
-                counts[t as usize] += 1;
-            }
-            let unigram = videogpt_pipeline::tokens::stats::entropy_bits(counts);
-            drop(rows);
-            let summary = train_prior(&run, model, options, codebook, resume, !no_progress)?;
+            let unigram = setup.unigram_bits;
+            let summary = train_prior(&run, setup.model, options, setup.codebook, resume, !no_progress)?;
             if let Some(m) = &summary.last {
                 println!("step {}: train {:.4} bits/dim", m.step, m.bits_per_dim);
                 if let Some(test) = m.test_bits_per_dim {
@@ -571,15 +465,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             backend,
             no_progress,
         } => {
-            let actions = match actions {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let values: Vec<f32> = serde_json::from_str(&text)
-                        .with_context(|| format!("{}: expected a JSON list of numbers", path.display()))?;
-                    Some(values)
-                }
-                None => None,
-            };
+            let actions = actions.as_deref().map(read_actions).transpose()?;
             let out = out.unwrap_or_else(|| prior.join("samples").join(format!("seed-{seed}")));
             let options = GenerateOptions {
                 batch,
@@ -686,7 +572,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let checkpoint = match checkpoint {
                 Some(c) => c,
-                None => newest_run(Path::new("runs"), &format!("vqvae-{dataset}-"))?,
+                None => {
+                    let run = newest_run(Path::new("runs"), &format!("vqvae-{dataset}-"))?;
+                    println!("checkpoint: newest run {}", run.display());
+                    run
+                }
             };
             let dataset_dir = root.join(&dataset);
             let options = EncodeOptions {
@@ -721,56 +611,4 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The run folder under `runs` named `<prefix>*` whose latest checkpoint is
-/// newest.
-fn newest_run(runs: &Path, prefix: &str) -> Result<PathBuf> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(runs).with_context(|| format!("reading {}", runs.display()))?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let latest = entry.path().join("checkpoints").join("latest");
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        if let Ok(t) = std::fs::metadata(&latest).and_then(|m| m.modified()) {
-            if best.as_ref().is_none_or(|(b, _)| t > *b) {
-                best = Some((t, entry.path()));
-            }
-        }
-    }
-    match best {
-        Some((_, run)) => {
-            println!("checkpoint: newest run {}", run.display());
-            Ok(run)
-        }
-        None => bail!(
-            "no run {}/{prefix}* with checkpoints; train one with `just train-vqvae` or name the checkpoint",
-            runs.display()
-        ),
-    }
-}
-
-/// A clip set for `fvd`: a split folder (with index.json), a `sample`
-/// output folder (its `clips/` split), or a dataset name under `root` (its
-/// test split).
-fn clip_set(arg: &Path, root: &Path) -> Result<PathBuf> {
-    use videogpt_model::prior::generate::SAMPLE_CLIPS_DIR;
-    use videogpt_pipeline::shards::index::INDEX_FILE;
-    let candidates = [
-        arg.to_path_buf(),
-        arg.join(SAMPLE_CLIPS_DIR),
-        root.join(arg).join("clips/test"),
-    ];
-    candidates
-        .iter()
-        .find(|dir| dir.join(INDEX_FILE).is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "{}: not a clip-shard split (no {INDEX_FILE}), a `vgpt sample` folder (no {SAMPLE_CLIPS_DIR}/{INDEX_FILE}) or a dataset with a prepared test split under {}",
-                arg.display(),
-                root.display()
-            )
-        })
 }

@@ -371,3 +371,23 @@ pub fn compute_fvd(
             .into(),
     })
 }
+
+/// A clip set for FVD named on the command line: a split folder (with
+/// `index.json`), a `vgpt sample` output folder (its `clips/` split), or a
+/// dataset name under `root` (its test split).
+pub fn clip_set(arg: &Path, root: &Path) -> Result<PathBuf> {
+    use crate::prior::generate::SAMPLE_CLIPS_DIR;
+    use videogpt_pipeline::shards::index::INDEX_FILE;
+    let candidates = [arg.to_path_buf(), arg.join(SAMPLE_CLIPS_DIR), root.join(arg).join("clips/test")];
+    candidates
+        .iter()
+        .find(|dir| dir.join(INDEX_FILE).is_file())
+        .cloned()
+        .ok_or_else(|| {
+            ModelError::Config(format!(
+                "{}: not a clip-shard split (no {INDEX_FILE}), a `vgpt sample` folder (no {SAMPLE_CLIPS_DIR}/{INDEX_FILE}) or a dataset with a prepared test split under {}",
+                arg.display(),
+                root.display()
+            ))
+        })
+}

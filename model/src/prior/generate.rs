@@ -204,3 +204,10 @@ fn context_frames(config: &PriorRunConfig, options: &GenerateOptions) -> Result<
     let batch = rows.pick(&picks);
     Ok((batch.clip_ids, batch.frames.expect("checked")))
 }
+
+/// The flattened T x D actions of an action-conditional sample, from a JSON
+/// list of numbers.
+pub fn read_actions(path: &Path) -> Result<Vec<f32>> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    serde_json::from_str(&text).map_err(|e| ModelError::format(path, format!("expected a JSON list of numbers: {e}")))
+}

@@ -13,9 +13,7 @@ pub mod attention;
 pub mod block;
 pub mod context;
 pub mod generate;
-pub mod host_attention;
-pub mod host_linear;
-pub mod host_step;
+pub mod decoding;
 pub mod norm;
 pub mod sample;
 pub mod train;
@@ -120,7 +118,7 @@ impl PriorConfig {
             "bair" | "vizdoom" => base,
             // Paper gpt_large.
             "ucf101" | "tgif" => base.with_hidden(1024).with_heads(8).with_layers(20),
-            // The reference figure in NOTES.md.
+            // The configuration the official code was timed at (docs/performance.md).
             "reference-bench" => base.with_hidden(192).with_heads(4).with_layers(4),
             // CPU scale: a few hundred steps in minutes on 2 cores (the demo).
             // No attention dropout: on a CPU, dropping out the b x heads x
@@ -309,7 +307,7 @@ impl Prior {
 
     /// Fresh caches, one per block. `precision`: how the CPU (flex) keeps
     /// cached keys and values; other devices keep them as tensors.
-    pub fn empty_caches(&self, precision: host_attention::KvPrecision) -> Vec<KvCache> {
+    pub fn empty_caches(&self, precision: crate::ops::KvPrecision) -> Vec<KvCache> {
         vec![KvCache::new(precision); self.blocks.len()]
     }
 
@@ -423,7 +421,7 @@ mod tests {
         let cond = prior.encode_condition(&cond);
         // f32: exact up to summation order. f16 rounds the cached keys and
         // values to 11 significant bits; the logits here are of order 1.
-        for (precision, tolerance) in [(host_attention::KvPrecision::F32, 1e-4), (host_attention::KvPrecision::F16, 5e-3)] {
+        for (precision, tolerance) in [(crate::ops::KvPrecision::F32, 1e-4), (crate::ops::KvPrecision::F16, 5e-3)] {
             let mut caches = prior.empty_caches(precision);
             let mut steps = Vec::new();
             for i in 0..n {
@@ -462,7 +460,7 @@ mod tests {
 
         // The cached path (memory encoded once) equals the full pass.
         let encoded = prior.encode_condition(&cond);
-        let mut caches = prior.empty_caches(host_attention::KvPrecision::F32);
+        let mut caches = prior.empty_caches(crate::ops::KvPrecision::F32);
         let mut steps = Vec::new();
         for i in 0..n {
             let previous = (i > 0).then(|| tokens(vec![values[i - 1], values[n + i - 1]], 2, &device));

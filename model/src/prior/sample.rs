@@ -7,10 +7,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use videogpt_pipeline::rng::SplitMix64;
 
 use super::attention::KvCache;
-use super::host_attention::KvPrecision;
-use super::host_step::{HostPrior, HostState};
+use super::decoding::decoder;
 use super::{Condition, EncodedCondition, Prior};
 use crate::data;
+use crate::ops::{Decoder, DecoderState, KvPrecision};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SampleOptions {
@@ -103,7 +103,7 @@ fn draw_untruncated(logits: &[f32], temperature: f64, rng: &mut SplitMix64) -> u
 /// are split into one contiguous group per core, each sampled on its own
 /// thread: one token step is a handful of tiny matrix products, which keep
 /// one core busy but not two; and unless the prior reads conditioning
-/// frames, the whole step runs on the host ([`HostPrior`]). `on_token`
+/// frames, the whole step runs on the host ([`Decoder`]). `on_token`
 /// sees the first group's progress.
 pub fn sample(
     prior: &Prior,
@@ -117,7 +117,7 @@ pub fn sample(
     // Conditioning frames go through the encoder once per sample.
     let condition = prior.encode_condition(condition);
     let on_cpu = *device == Device::flex();
-    let host = on_cpu.then(|| HostPrior::new(prior, &condition)).flatten();
+    let host = on_cpu.then(|| decoder(prior, &condition)).flatten();
     let host = host.as_ref();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let parts = if on_cpu { cores.min(batch).max(1) } else { 1 };
@@ -158,13 +158,13 @@ pub fn sample(
 }
 
 /// Logits for one step of a row group: the whole step on the host where
-/// it can run there ([`HostPrior`]), else through burn with the cache.
+/// it can run there ([`Decoder`]), else through burn with the cache.
 /// One per sampling thread, so the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 enum Stepper<'a> {
     Host {
-        prior: &'a HostPrior,
-        state: HostState,
+        prior: &'a Decoder,
+        state: DecoderState,
     },
     Burn {
         prior: &'a Prior,

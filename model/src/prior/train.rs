@@ -408,3 +408,120 @@ pub fn train_prior(
         steps_per_second: (state.step - first_step) as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
 }
+
+/// Changes to a prior preset asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct PriorOverrides {
+    pub hidden: Option<usize>,
+    pub layers: Option<usize>,
+    pub heads: Option<usize>,
+    pub dropout: Option<f64>,
+    pub attention_dropout: Option<f64>,
+    /// Width of the frame encoder (`Conditioning::Frames`; default 240 as
+    /// the reference, 64 for the tiny and moving-mnist presets).
+    pub frame_width: Option<usize>,
+    /// Embed tokens with the VQ-VAE's frozen codebook (as the reference).
+    pub codebook_embedding: bool,
+}
+
+/// A prior configured for a token table, ready for [`train_prior`].
+pub struct PriorSetup {
+    /// The token table folder (with its `train` split).
+    pub table: PathBuf,
+    pub model: PriorConfig,
+    /// The VQ-VAE's codebook vectors, for `codebook_embedding`.
+    pub codebook: Option<Tensor<2>>,
+    /// The bound a prior has to beat: the train tokens' unigram entropy.
+    pub unigram_bits: f64,
+}
+
+/// The prior `preset` with `overrides` for the token table `table` (default:
+/// the newest) under `tokens_dir`, conditioned as `condition` asks: the
+/// number of classes or the action width is read off the train split, the
+/// frame encoder's input shape off the table's metadata.
+pub fn prior_setup(
+    tokens_dir: &Path,
+    table: Option<&str>,
+    preset: &str,
+    condition: Conditioning,
+    overrides: &PriorOverrides,
+    backend: BackendKind,
+) -> Result<PriorSetup> {
+    let table = videogpt_pipeline::tokens::find_table(tokens_dir, table)?;
+    let train_table = TokenTable::open(&table.join("train"))?;
+    let meta = train_table.meta().clone();
+    let Some(mut model) = PriorConfig::preset(preset, meta.latent_grid, meta.codebook_size) else {
+        return Err(ModelError::Config(format!(
+            "unknown prior preset `{preset}`; expected one of {}",
+            super::PRIOR_PRESETS.join(", ")
+        )));
+    };
+    if let Some(h) = overrides.hidden {
+        model = model.with_hidden(h);
+    }
+    if let Some(l) = overrides.layers {
+        model = model.with_layers(l);
+    }
+    if let Some(h) = overrides.heads {
+        model = model.with_heads(h);
+    }
+    if let Some(d) = overrides.dropout {
+        model = model.with_dropout(d);
+    }
+    if let Some(d) = overrides.attention_dropout {
+        model = model.with_attention_dropout(d);
+    }
+    let rows = train_table.read(None)?;
+    let missing = |column: &str| ModelError::Config(format!("{} has no {column} column", train_table.dir().display()));
+    match condition {
+        Conditioning::None => {}
+        Conditioning::Class => {
+            let labels = rows.labels.as_ref().ok_or_else(|| missing("label"))?;
+            let max = labels.iter().flatten().max().copied().unwrap_or(-1);
+            model = model.with_classes(Some((max + 1).max(1) as usize));
+        }
+        Conditioning::Action => {
+            let actions = rows.actions.as_ref().ok_or_else(|| missing("actions"))?;
+            let width = actions.iter().flatten().map(Vec::len).max().unwrap_or(0);
+            model = model.with_action_values(Some(width));
+        }
+        Conditioning::Frames => {
+            let shape = meta.context_shape().ok_or_else(|| {
+                ModelError::Config(format!(
+                    "{} has no conditioning frames; run `just encode-latents <dataset> --context-frames 1` and pass its --table",
+                    train_table.dir().display()
+                ))
+            })?;
+            let small = matches!(preset, "tiny" | "moving-mnist");
+            let width = overrides.frame_width.unwrap_or(if small { 64 } else { 240 });
+            model = model.with_context(Some(super::context::FrameEncoderConfig::new(shape).with_width(width)));
+        }
+    }
+    let mut codebook = None;
+    if overrides.codebook_embedding {
+        let vq = checkpoint::resolve(Path::new(&meta.checkpoint))?;
+        let (vqvae, _, _) = checkpoint::load_model(&vq, &backend.device())?;
+        let vectors = vqvae.codebook.embeddings();
+        model = model
+            .with_embedding(super::TokenEmbedding::Codebook)
+            .with_codebook_dim(Some(vectors.dims()[1]));
+        codebook = Some(vectors);
+    }
+    let mut counts = vec![0u64; meta.codebook_size];
+    for &t in &rows.tokens {
+        let Some(count) = counts.get_mut(t as usize) else {
+            return Err(ModelError::format(
+                train_table.dir(),
+                format!("token {t} is not a code of a {}-code codebook", meta.codebook_size),
+            ));
+        };
+        *count += 1;
+    }
+    let unigram_bits = videogpt_pipeline::tokens::stats::entropy_bits(counts);
+    Ok(PriorSetup {
+        table,
+        model,
+        codebook,
+        unigram_bits,
+    })
+}

@@ -7,12 +7,9 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
-use super::flex_linear::linear;
-use super::flex_permute::{channels_first, channels_last};
-use super::host_attention::{AxialLines, attend_on_host};
+use crate::ops::{axial_attention, channels_first, channels_last, linear};
 
 /// Self-attention along one axis of a `[b, t, h, w, c]` tensor; every line
 /// along that axis attends within itself.
@@ -53,42 +50,8 @@ impl AxialAttention {
         let [b, t, h, w, c] = x.dims();
         let grid = [b, t, h, w];
         let qkv = linear(&self.qkv, x.reshape([b * t * h * w, c])); // [n, 3c]
-        let lines = AxialLines::new(grid, self.axis, self.heads, c);
-        let attended = attend_on_host(&qkv, &lines).unwrap_or_else(|| self.attend(qkv, grid));
+        let attended = axial_attention(qkv, grid, self.axis, self.heads); // [n, c]
         linear(&self.out, attended).reshape([b, t, h, w, c])
-    }
-
-    /// The softmax core with burn's tensor operations (any device):
-    /// `qkv` `[n, 3c]` (rows in raster order of `grid`) -> `[n, c]`.
-    fn attend(&self, qkv: Tensor<2>, grid: [usize; 4]) -> Tensor<2> {
-        let [b, t, h, w] = grid;
-        let c = qkv.dims()[1] / 3;
-        // Move the attended axis next to the channels: [b, ..others, len, 3c].
-        let mut order = [0, 1, 2, 3, 4];
-        order[self.axis..4].rotate_left(1);
-        let moved = qkv.reshape([b, t, h, w, 3 * c]).permute(order);
-        let moved_dims = moved.dims();
-        let len = moved_dims[3];
-        let lines = moved_dims[0] * moved_dims[1] * moved_dims[2];
-        let (heads, d) = (self.heads, c / self.heads);
-        // [lines, len, 3, heads, d] -> three [lines, heads, len, d]
-        let qkv = moved
-            .reshape([lines, len, 3, heads, d])
-            .permute([2, 0, 3, 1, 4]);
-        let [q, k, v] =
-            [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).reshape([lines, heads, len, d]));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
-        let attended = softmax(scores, 3).matmul(v); // [lines, heads, len, d]
-        let merged =
-            attended
-                .swap_dims(1, 2)
-                .reshape([moved_dims[0], moved_dims[1], moved_dims[2], len, c]);
-        // Undo the move.
-        let mut inverse = [0; 5];
-        for (i, &o) in order.iter().enumerate() {
-            inverse[o] = i;
-        }
-        merged.permute(inverse).reshape([b * t * h * w, c])
     }
 }
 
@@ -201,39 +164,6 @@ impl AxialBlock {
 mod tests {
     use super::*;
     use burn::tensor::{Distribution, Tolerance};
-
-    /// The host core (flex) and burn's tensor version agree, forward and
-    /// backward, on every axis; and without autodiff.
-    #[test]
-    fn host_attention_equals_burns_attention_with_gradients() {
-        let device = Device::flex().autodiff();
-        let grid = [2, 3, 4, 5];
-        let (c, heads) = (8, 2);
-        let n = grid.iter().product::<usize>();
-        let qkv0 = Tensor::<2>::random([n, 3 * c], Distribution::Normal(0.0, 1.5), &device);
-        let probe = Tensor::<2>::random([n, c], Distribution::Default, &device);
-        for axis in 1..=3 {
-            let attention = AxialAttention::new(c, heads, axis, &device);
-            let lines = AxialLines::new(grid, axis, heads, c);
-            let run = |host: bool| {
-                let qkv = qkv0.clone().detach().require_grad();
-                let y = if host {
-                    attend_on_host(&qkv, &lines).expect("flex takes the host path")
-                } else {
-                    attention.attend(qkv.clone(), grid)
-                };
-                let grads = (y.clone() * probe.clone()).sum().backward();
-                (y.inner().into_data(), qkv.grad(&grads).unwrap().into_data())
-            };
-            let (y_host, g_host) = run(true);
-            let (y_burn, g_burn) = run(false);
-            let tol = Tolerance::rel_abs(1e-4, 1e-5);
-            y_host.assert_approx_eq::<f32>(&y_burn, tol);
-            g_host.assert_approx_eq::<f32>(&g_burn, tol);
-            let plain = attend_on_host(&qkv0.clone().inner(), &lines).expect("plain flex too");
-            plain.into_data().assert_approx_eq::<f32>(&y_burn, tol);
-        }
-    }
 
     /// Attention along W must not mix different rows: changing one row
     /// changes only that row's output.

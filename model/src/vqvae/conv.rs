@@ -14,7 +14,7 @@ use burn::nn::conv::{Conv3d, Conv3dConfig, ConvTranspose3d, ConvTranspose3dConfi
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::flex_conv::{conv_transpose3d_fast_weight_grad, conv3d_fast_weight_grad};
+use crate::ops::{conv_transpose3d, conv3d};
 
 /// `(before, after)` padding per axis for kernel `k` and stride `s`.
 pub fn same_padding(kernel: usize, stride: usize) -> (usize, usize) {
@@ -78,7 +78,7 @@ impl SamePadConv3d {
             PaddingConfig3d::Valid => [0; 3],
             PaddingConfig3d::Same => unreachable!("SamePadConv3d pads explicitly or not at all"),
         };
-        conv3d_fast_weight_grad(
+        conv3d(
             x,
             conv.weight.val(),
             conv.bias.as_ref().map(|b| b.val()),
@@ -117,7 +117,7 @@ impl SamePadConvTranspose3d {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [_, _, t, h, w] = x.dims();
         let conv = &self.conv;
-        let mut y = conv_transpose3d_fast_weight_grad(
+        let mut y = conv_transpose3d(
             x,
             conv.weight.val(),
             conv.bias.as_ref().map(|b| b.val()),

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use super::attention::AxialBlockConfig;
 use super::conv::{SamePadConv3d, SamePadConvTranspose3d};
 use super::encoder::halving_strides;
-use super::flex_norm::batch_norm_relu;
+use crate::ops::batch_norm_relu;
 use super::residual::AttentionResidualBlock;
 
 #[derive(Module, Debug)]

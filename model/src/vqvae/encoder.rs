@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::AxialBlockConfig;
 use super::conv::SamePadConv3d;
-use super::flex_norm::batch_norm_relu;
+use crate::ops::batch_norm_relu;
 use super::residual::AttentionResidualBlock;
 
 #[derive(Module, Debug)]

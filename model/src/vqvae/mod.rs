@@ -14,13 +14,6 @@ pub mod codebook;
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
-pub mod flex_conv;
-mod flex_host;
-pub mod flex_linear;
-pub mod flex_norm;
-pub mod flex_permute;
-pub mod host_attention;
-pub mod host_conv;
 pub mod residual;
 
 use burn::config::Config;

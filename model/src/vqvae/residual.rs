@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::{AxialBlock, AxialBlockConfig};
 use super::conv::SamePadConv3d;
-use super::flex_norm::batch_norm_relu;
+use crate::ops::batch_norm_relu;
 
 #[derive(Module, Debug)]
 pub struct AttentionResidualBlock {

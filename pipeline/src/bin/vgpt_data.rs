@@ -6,13 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use videogpt_pipeline::shards::index::find_split_dirs;
 use videogpt_pipeline::shards::{ClipIndex, verify_split};
 use videogpt_pipeline::sources::ClipSource;
 use videogpt_pipeline::sources::bair::{self, Bair};
 use videogpt_pipeline::sources::moving_mnist::{self, GeneratorConfig, MnistRaw, MovingMnist};
 use videogpt_pipeline::sources::{tgif, ucf101, vizdoom};
 use videogpt_pipeline::video::{DecodeOptions, ResizeFilter};
-use videogpt_pipeline::tokens::{TokenStats, TokenTable, find_table, token_stats};
+use videogpt_pipeline::tokens::{TokenTable, find_table, table_splits, token_stats};
 use videogpt_pipeline::{ClipSampling, PrepareConfig, PrepareSummary, StartPolicy, prepare_split};
 
 #[derive(Parser)]
@@ -274,7 +275,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify { target, root, deep } => {
             let mut bad = 0;
-            for dir in split_dirs(&target, &root)? {
+            for dir in find_split_dirs(&target, &root)? {
                 let report = verify_split(&dir, deep)?;
                 for p in &report.problems {
                     println!("CORRUPT {}: {}", dir.join(&p.file).display(), p.what);
@@ -303,21 +304,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             top,
         } => {
             let table = find_table(&root.join(&dataset).join("tokens"), table.as_deref())?;
-            let splits = if splits.is_empty() {
-                let mut found: Vec<String> = std::fs::read_dir(&table)
-                    .with_context(|| format!("reading {}", table.display()))?
-                    .flatten()
-                    .filter(|e| e.path().join("table.json").is_file())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect();
-                found.sort();
-                found
-            } else {
-                splits
-            };
+            let splits = if splits.is_empty() { table_splits(&table)? } else { splits };
             for split in splits {
                 let stats = token_stats(&TokenTable::open(&table.join(&split))?, top)?;
-                print!("{}", stats_report(&stats));
+                print!("{}", stats.report());
                 let json = table.join(format!("{split}-stats.json"));
                 videogpt_pipeline::atomic::write_bytes_atomic(
                     &json,
@@ -329,92 +319,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { target, root } => {
-            for dir in split_dirs(&target, &root)? {
-                let index = ClipIndex::read(&dir)?;
-                let bytes: u64 = index.shards.iter().map(|s| s.bytes).sum();
-                let raw: u64 = index.shards.iter().map(|s| s.raw_bytes).sum();
-                println!(
-                    "{}: {}/{}: {} clips of {:?} (THWC uint8) from {} videos in {} shards, {:.1} MB ({:.1}x compressed), {} rejects",
-                    dir.display(),
-                    index.dataset,
-                    index.split,
-                    index.num_clips,
-                    index.clip_shape,
-                    index.num_videos,
-                    index.shards.len(),
-                    bytes as f64 / 1e6,
-                    raw as f64 / bytes.max(1) as f64,
-                    index.rejects.len()
-                );
+            for dir in find_split_dirs(&target, &root)? {
+                println!("{}: {}", dir.display(), ClipIndex::read(&dir)?.summary());
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The printed table of `vgpt-data stats`.
-fn stats_report(s: &TokenStats) -> String {
-    let mut out = format!(
-        "{} / {} ({})\n  clips {:>10}   grid {:?} = {} tokens/clip   codebook {}\n  entropy {:.3} bits/token   perplexity {:.1}   codes used {}   dead {}\n",
-        s.dataset,
-        s.split,
-        s.table.display(),
-        s.clips,
-        s.latent_grid,
-        s.latent_grid.iter().product::<usize>(),
-        s.codebook_size,
-        s.entropy_bits,
-        s.perplexity,
-        s.codes_used,
-        s.dead_codes
-    );
-    let per_time: Vec<String> = s.entropy_per_time.iter().map(|e| format!("{e:.2}")).collect();
-    out += &format!("  entropy per time step (bits): {}\n", per_time.join(" "));
-    out += "  top codes:  code     count   share\n";
-    for c in &s.top_codes {
-        out += &format!("            {:>5} {:>9} {:>6.2}%\n", c.code, c.count, 100.0 * c.share);
-    }
-    if let Some(labels) = &s.per_label {
-        out += "  per label: label   clips  entropy  codes\n";
-        for l in labels {
-            out += &format!(
-                "            {:>6} {:>7} {:>8.3} {:>6}\n",
-                l.label, l.clips, l.entropy_bits, l.codes_used
-            );
-        }
-    }
-    out
-}
-
-/// Split folders named by `target`: a split folder, a clips folder, a
-/// dataset folder, or a dataset name under `root`.
-fn split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
-    let path = PathBuf::from(target);
-    let candidates = [
-        path.clone(),
-        path.join("clips"),
-        root.join(target).join("clips"),
-    ];
-    for c in candidates {
-        if c.join("index.json").is_file() {
-            return Ok(vec![c]);
-        }
-        if c.is_dir() {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&c)
-                .with_context(|| c.display().to_string())?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("index.json").is_file())
-                .collect();
-            if !dirs.is_empty() {
-                dirs.sort();
-                return Ok(dirs);
-            }
-        }
-    }
-    bail!(
-        "{target}: no prepared split found (no index.json there, in {target}/clips/*, or in {}/{target}/clips/*)",
-        root.display()
-    )
 }
 
 fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {

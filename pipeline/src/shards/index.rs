@@ -3,7 +3,7 @@
 //! Owns the manifest's schema and its (de)serialisation. It is written last,
 //! atomically, so its presence means the split is complete.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,24 @@ impl ClipIndex {
         self.clip_shape.iter().product()
     }
 
+    /// One line: what the split holds and how well it compressed.
+    pub fn summary(&self) -> String {
+        let bytes: u64 = self.shards.iter().map(|s| s.bytes).sum();
+        let raw: u64 = self.shards.iter().map(|s| s.raw_bytes).sum();
+        format!(
+            "{}/{}: {} clips of {:?} (THWC uint8) from {} videos in {} shards, {:.1} MB ({:.1}x compressed), {} rejects",
+            self.dataset,
+            self.split,
+            self.num_clips,
+            self.clip_shape,
+            self.num_videos,
+            self.shards.len(),
+            bytes as f64 / 1e6,
+            raw as f64 / bytes.max(1) as f64,
+            self.rejects.len()
+        )
+    }
+
     pub fn read(split_dir: &Path) -> Result<Self> {
         let path = split_dir.join(INDEX_FILE);
         let text = std::fs::read_to_string(&path).at(&path)?;
@@ -121,3 +139,37 @@ impl ClipIndex {
         crate::atomic::write_bytes_atomic(&path, &json).at(&path)
     }
 }
+
+/// Split folders named by `target`: a split folder, a clips folder, a
+/// dataset folder, or a dataset name under `root`.
+pub fn find_split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
+    let path = PathBuf::from(target);
+    let candidates = [
+        path.clone(),
+        path.join("clips"),
+        root.join(target).join("clips"),
+    ];
+    for c in candidates {
+        if c.join("index.json").is_file() {
+            return Ok(vec![c]);
+        }
+        if c.is_dir() {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&c)
+                .at(&c)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("index.json").is_file())
+                .collect();
+            if !dirs.is_empty() {
+                dirs.sort();
+                return Ok(dirs);
+            }
+        }
+    }
+    Err(PipelineError::Config {
+        what: format!(
+            "{target}: no prepared split found (no index.json there, in {target}/clips/*, or in {}/{target}/clips/*)",
+            root.display()
+        ),
+    })
+}
+

@@ -17,6 +17,6 @@ pub mod writer;
 
 pub use meta::{PartEntry, TableManifest, TokenTableMeta};
 pub use plan::{PartPlan, ROWS_PER_PART, TablePlan};
-pub use reader::{TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, find_table};
+pub use reader::{TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, find_table, table_splits};
 pub use stats::{TokenStats, token_stats};
 pub use writer::write_token_part;

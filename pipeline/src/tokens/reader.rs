@@ -359,3 +359,16 @@ pub fn find_table(tokens_root: &Path, name: Option<&str>) -> Result<PathBuf> {
         PipelineError::format(tokens_root, "holds no complete token table (run `just encode-latents` first)")
     })
 }
+
+/// The split names of the token table folder `table` (sub-folders with a
+/// `table.json`), sorted.
+pub fn table_splits(table: &Path) -> Result<Vec<String>> {
+    let mut found: Vec<String> = std::fs::read_dir(table)
+        .at(table)?
+        .flatten()
+        .filter(|e| e.path().join("table.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    Ok(found)
+}

@@ -212,3 +212,41 @@ pub fn token_stats(table: &TokenTable, top: usize) -> Result<TokenStats> {
         per_label,
     })
 }
+
+impl TokenStats {
+    /// The printed table of `vgpt-data stats`.
+    pub fn report(&self) -> String {
+        let s = self;
+        let mut out = format!(
+            "{} / {} ({})\n  clips {:>10}   grid {:?} = {} tokens/clip   codebook {}\n  entropy {:.3} bits/token   perplexity {:.1}   codes used {}   dead {}\n",
+            s.dataset,
+            s.split,
+            s.table.display(),
+            s.clips,
+            s.latent_grid,
+            s.latent_grid.iter().product::<usize>(),
+            s.codebook_size,
+            s.entropy_bits,
+            s.perplexity,
+            s.codes_used,
+            s.dead_codes
+        );
+        let per_time: Vec<String> = s.entropy_per_time.iter().map(|e| format!("{e:.2}")).collect();
+        out += &format!("  entropy per time step (bits): {}\n", per_time.join(" "));
+        out += "  top codes:  code     count   share\n";
+        for c in &s.top_codes {
+            out += &format!("            {:>5} {:>9} {:>6.2}%\n", c.code, c.count, 100.0 * c.share);
+        }
+        if let Some(labels) = &s.per_label {
+            out += "  per label: label   clips  entropy  codes\n";
+            for l in labels {
+                out += &format!(
+                    "            {:>6} {:>7} {:>8.3} {:>6}\n",
+                    l.label, l.clips, l.entropy_bits, l.codes_used
+                );
+            }
+        }
+        out
+    }
+}
+

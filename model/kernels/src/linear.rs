@@ -26,8 +26,9 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-use super::flex_host::{host_values, parents};
-use super::host_conv::{Strided, add_to_rows, parallel_filled, product_into};
+use crate::flex::{host_values, parents};
+use crate::host::buffers::parallel_filled;
+use crate::host::product::{Strided, add_to_rows, product_into};
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;

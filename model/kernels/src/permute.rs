@@ -16,7 +16,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 
-use super::host_conv::transpose_batched;
+use crate::host::transpose::transpose_batched;
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;

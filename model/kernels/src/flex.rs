@@ -25,3 +25,12 @@ pub(crate) fn parents<const N: usize>(
         .try_into()
         .unwrap_or_else(|_| panic!("{N} parents, and a bias exactly when N is 3"))
 }
+
+/// The values of any float tensor as f32, in row-major order (copied to the
+/// host from whatever device holds it).
+pub fn float_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("float tensor data converts to f32")
+}

@@ -11,7 +11,7 @@
 
 use burn::nn::Linear;
 
-use crate::data;
+use crate::flex::float_values;
 
 /// Output columns per panel: two AVX registers of f32.
 const PANEL: usize = 16;
@@ -64,8 +64,8 @@ impl PackedLinear {
     /// Packs burn's `Linear` (weight `[inputs, outputs]`).
     pub fn from_linear(linear: &Linear) -> Self {
         let [inputs, outputs] = linear.weight.dims();
-        let weight = data::float_values(linear.weight.val());
-        let bias = linear.bias.as_ref().map(|b| data::float_values(b.val()));
+        let weight = float_values(linear.weight.val());
+        let bias = linear.bias.as_ref().map(|b| float_values(b.val()));
         Self::new(&weight, bias.as_deref(), inputs, outputs)
     }
 

@@ -20,7 +20,7 @@ use burn::optim::{
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::vqvae::host_conv::parallel_zeros;
+use crate::host::buffers::parallel_zeros;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;

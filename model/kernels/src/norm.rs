@@ -28,8 +28,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex_host::host_values;
-use super::host_conv::parallel_filled;
+use crate::flex::host_values;
+use crate::host::buffers::parallel_filled;
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;

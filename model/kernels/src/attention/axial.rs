@@ -6,7 +6,7 @@
 //! position in raster order. Every line of the grid along one axis attends
 //! within itself, head by head. The lines are read in place with a stride,
 //! so neither the forward pass nor the backward pass permutes anything;
-//! burn's version of the same (`AxialAttention`'s fallback) moves the axis
+//! burn's version of the same ([`super::with_burn`]) moves the axis
 //! next to the channels, splits q, k and v and merges the heads back, a copy
 //! each, and runs thousands of tiny matrix products.
 //!
@@ -23,7 +23,7 @@ use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::host_conv::parallel_zeros;
+use crate::host::buffers::parallel_zeros;
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;

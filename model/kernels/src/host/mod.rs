@@ -1,0 +1,6 @@
+//! Building blocks the host kernels share: buffers the cores fill
+//! together, matrix products read by strides, layout transposes.
+
+pub mod buffers;
+pub mod product;
+pub mod transpose;

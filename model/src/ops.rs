@@ -1,0 +1,10 @@
+//! The seam between the model and the hand-written kernels: the operations
+//! the model files call. Each takes burn tensors and runs a host kernel on
+//! the CPU (flex) or burn's own operations on every other device; see the
+//! `videogpt-kernels` crate.
+
+pub use videogpt_kernels::{
+    Decoder, DecoderBlock, DecoderState, FoldedNorm, HostAdam, KvCache as AttentionCache, KvPrecision,
+    PackedLinear, axial_attention, batch_norm_relu, cached_attention, channels_first, channels_last,
+    conv_transpose3d, conv3d, linear, make_calling_thread_a_worker, tune_allocator, with_workers_awake,
+};
