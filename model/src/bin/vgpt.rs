@@ -1,5 +1,6 @@
 //! `vgpt`: train and evaluate VideoGPT models. Parses arguments and calls
-//! into the `videogpt_model` library; nothing else.
+//! into the `videogpt_model` library; nothing else. Most of its length is the
+//! documented options of its seven subcommands, which `--help` prints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
