@@ -59,8 +59,9 @@ train-prior dataset *args: build
 sample prior *args: build
     {{vgpt}} sample {{prior}} {{args}}
 
-# Fréchet Video Distance with the real Kinetics-400 I3D: `just fvd bair runs/samples [--vqvae runs/vqvae --clips 256 --trials 1]`
-# (real: a dataset name (its test split) or a split folder; generated: a `just sample` folder or a split folder).
+# Real: a dataset name (its test split) or a split folder; generated: a `just sample` folder or a split folder.
+
+# FVD with the real Kinetics-400 I3D: `just fvd bair runs/samples [--vqvae runs/vqvae-bair-bair --clips 256]`.
 fvd real *args: build
     {{vgpt}} fvd {{real}} {{args}}
 
@@ -72,9 +73,10 @@ code-patches checkpoint out *args: build
 plot-run run:
     .venv/bin/python notebooks/plot_metrics.py {{run}}
 
-# The whole chain on Moving MNIST at laptop scale (about 15 minutes on 2 CPU cores): prepare clips
-# from real MNIST digits, train the tiny VQ-VAE, encode token tables, token statistics, train the
-# prior, sample. Everything lands in datasets/demo/ and runs/demo/; a rerun continues where it stopped.
+# Prepare clips from real MNIST digits, train the tiny VQ-VAE, encode token tables, token statistics,
+# train the prior, sample. Everything lands in datasets/demo/ and runs/demo/; a rerun continues.
+
+# The whole chain on Moving MNIST at laptop scale (about 7-15 minutes on 2 CPU cores after the build).
 demo: build
     {{data}} prepare moving-mnist --root datasets/demo --raw datasets/moving-mnist/raw --seq-len 8 --train-sequences {{demo_train}} --test-sequences 500
     {{vgpt}} train-vqvae moving-mnist tiny --root datasets/demo --run runs/demo/vqvae --resume --steps {{demo_vqvae_steps}} --batch-size 4 --lr 3e-3 --lr-schedule cosine --warmup 50 --checkpoint-every 200
@@ -99,9 +101,9 @@ bench:
     {{cargo}} bench --workspace --bench prior
     {{cargo}} bench --workspace --bench fvd
 
-# Our train step against the official PyTorch code's, alternated run by run on this machine: case
-# reference-64 or reference-240 (VQ-VAE) or prior (`just bench-reference ~/VideoGPT prior 6`).
 # Needs a clone of wilson1yan/VideoGPT and `./setup.sh --torch-reference`; writes target/bench/reference.json.
+
+# Our train step against the official code's, alternated: `just bench-reference ~/VideoGPT reference-64|reference-240|prior 6`.
 bench-reference videogpt case="reference-240" rounds="6":
     {{cargo}} bench --workspace --bench vqvae --bench prior --no-run
     .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{videogpt}} alternate {{case}} --rounds {{rounds}}

@@ -37,15 +37,19 @@ enum Command {
         /// Architecture preset: bair, ucf101-64, ucf101-128, tgif, vizdoom,
         /// moving-mnist, tiny. Default: the dataset's own preset.
         preset: Option<String>,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
         /// Run folder (default runs/vqvae-<dataset>-<preset>).
         #[arg(long)]
         run: Option<PathBuf>,
+        /// Clips per batch.
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
+        /// Train until this step (a resumed run continues to it).
         #[arg(long, default_value_t = 10_000)]
         steps: u64,
+        /// Peak learning rate (Adam).
         #[arg(long, default_value_t = 3e-4)]
         lr: f64,
         /// Learning-rate schedule over --steps: constant (the reference) or cosine.
@@ -54,10 +58,13 @@ enum Command {
         /// Linear warm-up steps.
         #[arg(long, default_value_t = 0)]
         warmup: u64,
+        /// Seed of every random choice (initialisation, data order, code restarts).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write a checkpoint every N steps (and at the end).
         #[arg(long, default_value_t = 1000)]
         checkpoint_every: u64,
+        /// Append a line to metrics.jsonl every N steps.
         #[arg(long, default_value_t = 10)]
         log_every: u64,
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
@@ -78,6 +85,7 @@ enum Command {
         /// Override the preset's downsampling per axis, T,H,W (powers of two), e.g. 2,2,2.
         #[arg(long, value_delimiter = ',')]
         downsample: Option<Vec<usize>>,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },
@@ -88,22 +96,27 @@ enum Command {
         /// Split to evaluate, next to the training split.
         #[arg(long, default_value = "test")]
         split: String,
+        /// Clips per batch.
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
         /// Evaluate only the first N clips.
         #[arg(long)]
         max_clips: Option<u64>,
+        /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },
     /// Train the GPT prior on a dataset's token tables.
     TrainPrior {
+        /// Dataset name under --root (as prepared: e.g. moving-mnist, bair, ucf101-64, tgif, vizdoom).
         dataset: String,
         /// Architecture: bair, vizdoom, ucf101, tgif, moving-mnist, reference-bench, tiny
         /// (default: the dataset's own).
         preset: Option<String>,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
         /// Token table name under <root>/<dataset>/tokens (default: the newest).
@@ -138,28 +151,40 @@ enum Command {
         /// Override the preset's attention dropout.
         #[arg(long)]
         attention_dropout: Option<f64>,
+        /// Clips per batch.
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
+        /// Train until this step (a resumed run continues to it).
         #[arg(long, default_value_t = 10_000)]
         steps: u64,
+        /// Peak learning rate (Adam).
         #[arg(long, default_value_t = 3e-4)]
         lr: f64,
+        /// Linear warm-up steps.
         #[arg(long, default_value_t = 200)]
         warmup: u64,
+        /// Seed of every random choice (initialisation, data order, dropout).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write a checkpoint every N steps (and at the end).
         #[arg(long, default_value_t = 1000)]
         checkpoint_every: u64,
+        /// Append a line to metrics.jsonl every N steps.
         #[arg(long, default_value_t = 10)]
         log_every: u64,
+        /// Test bits/dim every N steps (and at the end).
         #[arg(long, default_value_t = 500)]
         eval_every: u64,
+        /// Test clips per evaluation.
         #[arg(long, default_value_t = 256)]
         eval_clips: usize,
+        /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// Continue the run folder from its latest checkpoint.
         #[arg(long)]
         resume: bool,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },
@@ -167,14 +192,19 @@ enum Command {
     Sample {
         /// Prior run or checkpoint folder.
         prior: PathBuf,
+        /// Samples to draw.
         #[arg(long, default_value_t = 4)]
         batch: usize,
+        /// Divide the logits by this before drawing (1 = the model's distribution).
         #[arg(long, default_value_t = 1.0)]
         temperature: f64,
+        /// Draw from the k most likely codes only.
         #[arg(long)]
         top_k: Option<usize>,
+        /// Draw from the smallest set of codes whose probability reaches p (nucleus).
         #[arg(long)]
         top_p: Option<f64>,
+        /// Seed of the draws; each sample row has its own stream (seed, row).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// How the CPU keeps cached keys and values: f16 (half the memory
@@ -192,6 +222,7 @@ enum Command {
         /// `--batch` clips, one per sample).
         #[arg(long)]
         context_clip: Option<u64>,
+        /// Token-table split the conditioning frames come from (--condition frames priors).
         #[arg(long, default_value = "test")]
         context_split: String,
         /// VQ-VAE checkpoint (default: the one named in the token tables).
@@ -203,8 +234,10 @@ enum Command {
         /// Skip the MP4 (it needs the ffmpeg command).
         #[arg(long)]
         no_mp4: bool,
+        /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },
@@ -218,6 +251,7 @@ enum Command {
         /// Generated clips: a `vgpt sample` output folder or a split folder.
         /// Optional with --vqvae (then only R-FVD).
         generated: Option<PathBuf>,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
         /// Clips drawn from each set per trial (paper: 256; later work 2048).
@@ -226,6 +260,7 @@ enum Command {
         /// Independent draws of --clips clips (paper: 1); mean and std are reported.
         #[arg(long, default_value_t = 1)]
         trials: usize,
+        /// Seed of the clips each trial draws (trial k uses seed + k).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// VQ-VAE checkpoint or run folder: adds R-FVD and FVD*.
@@ -240,8 +275,10 @@ enum Command {
         /// Also write the report here (JSON).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },
@@ -249,32 +286,39 @@ enum Command {
     CodePatches {
         /// Checkpoint or run folder.
         checkpoint: PathBuf,
+        /// Output PNG.
         #[arg(long)]
         out: PathBuf,
         /// Only the first N codes.
         #[arg(long)]
         codes: Option<usize>,
+        /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },
     /// Encode every clip of a dataset with a VQ-VAE checkpoint into token
     /// tables under <root>/<dataset>/tokens/<run>-<step>/<split>.
     EncodeLatents {
+        /// Dataset name under --root (as prepared: e.g. moving-mnist, bair, ucf101-64, tgif, vizdoom).
         dataset: String,
         /// Checkpoint or run folder (default: the newest runs/vqvae-<dataset>-*).
         checkpoint: Option<PathBuf>,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
         /// Splits to encode, comma-separated (default: every prepared split).
         #[arg(long, value_delimiter = ',')]
         splits: Vec<String>,
+        /// Clips per batch.
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
         /// Clips per Parquet part file.
         #[arg(long, default_value_t = videogpt_pipeline::tokens::ROWS_PER_PART)]
         rows_per_part: usize,
+        /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
         /// Replace a table of the same name written by other weights.
@@ -284,6 +328,7 @@ enum Command {
         /// frame-conditioned priors; the table is named `<...>-context-K`.
         #[arg(long, default_value_t = 0)]
         context_frames: usize,
+        /// No progress bar (for log files and scripts).
         #[arg(long)]
         no_progress: bool,
     },

@@ -31,6 +31,7 @@ struct Cli {
 enum Command {
     /// Turn a dataset's raw files into clip shards under <root>/<dataset>/clips/<split>.
     Prepare {
+        /// Dataset name under --root (as prepared: e.g. moving-mnist, bair, ucf101-64, tgif, vizdoom).
         #[command(subcommand)]
         dataset: Dataset,
     },
@@ -38,6 +39,7 @@ enum Command {
     Verify {
         /// A split folder, a dataset's clips folder, or a dataset name under --root.
         target: String,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
         /// Also decompress every clip (checks each zstd frame's checksum).
@@ -46,14 +48,18 @@ enum Command {
     },
     /// Print a prepared split's manifest summary.
     Info {
+        /// A dataset name under --root, a dataset folder, its clips folder or one split folder.
         target: String,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
     },
     /// Token statistics of a dataset's token table (polars): code usage,
     /// entropy, perplexity, dead codes, entropy per position, per label.
     Stats {
+        /// Dataset name under --root (as prepared: e.g. moving-mnist, bair, ucf101-64, tgif, vizdoom).
         dataset: String,
+        /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
         /// Table name under <root>/<dataset>/tokens (default: the newest).
@@ -187,6 +193,7 @@ struct CommonArgs {
     /// Replace a split prepared with other settings.
     #[arg(long)]
     overwrite: bool,
+    /// No progress bar.
     #[arg(long)]
     no_progress: bool,
 }
