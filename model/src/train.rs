@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::rng::SplitMix64;
 use videogpt_pipeline::shards::ClipShards;
+use videogpt_pipeline::shards::index::INDEX_FILE;
 
 use crate::backend::BackendKind;
 use crate::checkpoint;
@@ -402,14 +403,14 @@ pub fn model_config(preset: &str, overrides: &VqVaeOverrides) -> Result<VqVaeCon
 pub fn dataset_splits(root: &Path, dataset: &str) -> Result<(PathBuf, Option<PathBuf>)> {
     let clips = root.join(dataset).join("clips");
     let train = clips.join("train");
-    if !train.join("index.json").is_file() {
+    if !train.join(INDEX_FILE).is_file() {
         return Err(ModelError::Config(format!(
             "{} has no prepared clips (run `just prepare {dataset}` first)",
             train.display()
         )));
     }
     let test = clips.join("test");
-    Ok((train, test.join("index.json").is_file().then_some(test)))
+    Ok((train, test.join(INDEX_FILE).is_file().then_some(test)))
 }
 
 /// `runs/vqvae-<dataset>-<preset>[-no-attention]`.

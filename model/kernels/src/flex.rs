@@ -28,7 +28,7 @@ pub(crate) fn parents<const N: usize>(
 
 /// The values of any float tensor as f32, in row-major order (copied to the
 /// host from whatever device holds it).
-pub fn float_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+pub(crate) fn float_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()

@@ -31,7 +31,6 @@ struct Cli {
 enum Command {
     /// Turn a dataset's raw files into clip shards under <root>/<dataset>/clips/<split>.
     Prepare {
-        /// Dataset name under --root (as prepared: e.g. moving-mnist, bair, ucf101-64, tgif, vizdoom).
         #[command(subcommand)]
         dataset: Dataset,
     },

@@ -150,14 +150,14 @@ pub fn find_split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
         root.join(target).join("clips"),
     ];
     for c in candidates {
-        if c.join("index.json").is_file() {
+        if c.join(INDEX_FILE).is_file() {
             return Ok(vec![c]);
         }
         if c.is_dir() {
             let mut dirs: Vec<PathBuf> = std::fs::read_dir(&c)
                 .at(&c)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("index.json").is_file())
+                .filter(|p| p.join(INDEX_FILE).is_file())
                 .collect();
             if !dirs.is_empty() {
                 dirs.sort();

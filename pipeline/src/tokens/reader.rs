@@ -366,7 +366,7 @@ pub fn table_splits(table: &Path) -> Result<Vec<String>> {
     let mut found: Vec<String> = std::fs::read_dir(table)
         .at(table)?
         .flatten()
-        .filter(|e| e.path().join("table.json").is_file())
+        .filter(|e| e.path().join(super::meta::TABLE_FILE).is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     found.sort();

@@ -12,24 +12,8 @@ pub mod geometry;
 pub mod host;
 pub mod weight_grad;
 
-use burn::tensor::Tensor;
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-
 /// `conv3d(x, weight, bias, options)`: `x` `[b, c_in, d, h, w]`, `weight`
-/// `[c_out, c_in, k, k, k]`. Host kernels for flex tensors with groups 1
-/// and dilation 1; burn's `conv3d` otherwise.
-pub fn conv3d(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>, options: ConvOptions<3>) -> Tensor<5> {
-    autodiff::conv3d_fast_weight_grad(x, weight, bias, options)
-}
-
-/// `conv_transpose3d(x, weight, bias, options)`: `weight` `[c_in, c_out, k,
-/// k, k]`. Host kernels for flex tensors with groups 1, dilation 1 and no
-/// output padding; burn's `conv_transpose3d` otherwise.
-pub fn conv_transpose3d(
-    x: Tensor<5>,
-    weight: Tensor<5>,
-    bias: Option<Tensor<1>>,
-    options: ConvTransposeOptions<3>,
-) -> Tensor<5> {
-    autodiff::conv_transpose3d_fast_weight_grad(x, weight, bias, options)
-}
+/// `[c_out, c_in, k, k, k]`; host kernels for flex tensors with groups 1 and
+/// dilation 1, burn's `conv3d` otherwise. `conv_transpose3d` likewise
+/// (weight `[c_in, c_out, k, k, k]`, and no output padding for the host path).
+pub use autodiff::{conv_transpose3d_fast_weight_grad as conv_transpose3d, conv3d_fast_weight_grad as conv3d};
