@@ -1,11 +1,13 @@
 //! What every binary of the workspace does around its own work: logs to
 //! stderr through `tracing` (`RUST_LOG`, default `info`), and turns an error
-//! into one `error: ...` line (with its causes) and a failing exit code.
+//! into one short `error: ...` line and a failing exit code.
 
-use std::fmt::Display;
 use std::process::ExitCode;
 
-pub fn main_with<E: Display>(run: impl FnOnce() -> Result<ExitCode, E>) -> ExitCode {
+/// Longest error line printed; longer ones are cut, saying how much was left out.
+pub const MAX_ERROR_CHARS: usize = 300;
+
+pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -16,8 +18,57 @@ pub fn main_with<E: Display>(run: impl FnOnce() -> Result<ExitCode, E>) -> ExitC
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose text
+/// its parent already shows (`path: No such file...` over `No such file...`)
+/// is not repeated. Cut to [`MAX_ERROR_CHARS`].
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text.trim());
+    }
+    let line: String = line
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let total = line.chars().count();
+    if total <= MAX_ERROR_CHARS {
+        return line;
+    }
+    let kept: String = line.chars().take(MAX_ERROR_CHARS - 40).collect();
+    format!("{kept}... ({} more characters)", total - (MAX_ERROR_CHARS - 40))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::IoContext;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::fs::read("/nonexistent/x").at("/nonexistent/x").unwrap_err();
+        let line = error_line(&anyhow::Error::new(io).context("reading the list"));
+        assert_eq!(line.matches("No such file").count(), 1, "{line}");
+        assert!(line.starts_with("reading the list: /nonexistent/x: "), "{line}");
+    }
+
+    #[test]
+    fn long_errors_are_cut_to_one_short_line() {
+        let e = anyhow::anyhow!("bad: {}\nsecond line", "x".repeat(9000));
+        let line = error_line(&e);
+        assert!(line.chars().count() <= MAX_ERROR_CHARS, "{}", line.len());
+        assert!(!line.contains('\n') && line.ends_with("more characters)"), "{line}");
     }
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clip_cutter;
 pub mod clip_sampling;
 pub mod error;
+pub mod names;
 pub mod prepare;
 pub mod progress;
 pub mod rng;

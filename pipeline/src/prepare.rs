@@ -326,6 +326,7 @@ impl ShardContext<'_> {
         if let Ok(text) = std::fs::read_to_string(&meta)
             && let Ok(sidecar) = serde_json::from_str::<ShardSidecar>(&text)
             && sidecar.plan_fingerprint == self.fingerprint
+            && sidecar.entry.file == shard_file_name(k)
             && std::fs::metadata(self.split_dir.join(&sidecar.entry.file))
                 .is_ok_and(|m| m.len() == sidecar.entry.bytes)
         {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use videogpt_pipeline::names::{check_name, join_name};
 use videogpt_pipeline::shards::index::find_split_dirs;
 use videogpt_pipeline::shards::{ClipIndex, verify_split};
 use videogpt_pipeline::sources::ClipSource;
@@ -264,6 +265,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Dataset::Tgif(a) => &a.common,
                 Dataset::Vizdoom(a) => &a.common,
             };
+            // Split names become folders under <root>/<dataset>/clips.
+            for split in &common.splits {
+                check_name("--splits", split)?;
+            }
             if let Some(n) = common.threads {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -309,7 +314,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             splits,
             top,
         } => {
-            let table = find_table(&root.join(&dataset).join("tokens"), table.as_deref())?;
+            for split in &splits {
+                check_name("--splits", split)?;
+            }
+            let table = find_table(&join_name(&root, "dataset", &dataset)?.join("tokens"), table.as_deref())?;
             let splits = if splits.is_empty() { table_splits(&table)? } else { splits };
             for split in splits {
                 let stats = token_stats(&TokenTable::open(&table.join(&split))?, top)?;
@@ -354,11 +362,14 @@ fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
         let source = match &raw {
             MnistRaw::Npy(path) => MovingMnist::from_npy(path, split, a.npy_test_sequences)?,
             digits => {
-                let sequences = if split == "test" {
-                    a.test_sequences
+                let (sequences, flag) = if split == "test" {
+                    (a.test_sequences, "--test-sequences")
                 } else {
-                    a.train_sequences
+                    (a.train_sequences, "--train-sequences")
                 };
+                if sequences == 0 {
+                    bail!("{flag} 0: the {split} split needs at least one sequence");
+                }
                 let generator = GeneratorConfig {
                     sequences,
                     frames: a.frames,

@@ -130,7 +130,42 @@ impl ClipIndex {
                 ),
             ));
         }
+        index.check_shards(&path)?;
         Ok(index)
+    }
+
+    /// Every shard is a file of the split folder, and the shards' clip
+    /// counts and first clip ids add up to `num_clips`.
+    fn check_shards(&self, path: &Path) -> Result<()> {
+        let mut next_clip = 0u64;
+        for shard in &self.shards {
+            if let Some(problem) = crate::names::name_problem(&shard.file) {
+                return Err(PipelineError::format(
+                    path,
+                    format!("shard file {} {problem}", crate::names::quote(&shard.file)),
+                ));
+            }
+            if shard.first_clip != next_clip {
+                return Err(PipelineError::format(
+                    path,
+                    format!(
+                        "shard {} starts at clip {}, but the shards before it end at clip {next_clip}",
+                        shard.file, shard.first_clip
+                    ),
+                ));
+            }
+            next_clip = next_clip.saturating_add(shard.clips as u64);
+        }
+        if next_clip != self.num_clips {
+            return Err(PipelineError::format(
+                path,
+                format!(
+                    "its shards hold {next_clip} clips, but num_clips says {}",
+                    self.num_clips
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn write(&self, split_dir: &Path) -> Result<()> {

@@ -24,6 +24,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use super::index::{CLIPS_TABLE_FILE, ClipIndex, INDEX_FILE};
 use crate::error::{IoContext, PipelineError, Result};
 
 /// Per-clip metadata, as stored in a shard's sidecar and in clips.parquet.
@@ -214,6 +215,47 @@ pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<R
 }
 
 /// Reads clips.parquet back into records (all columns, all rows).
+/// The split's clips.parquet, checked against its index.json: one row per
+/// clip, in clip-id order, each pointing at a clip its shard holds. A
+/// disagreement is an error naming both files.
+pub fn read_split_clips(split_dir: &Path, index: &ClipIndex) -> Result<Vec<ClipRecord>> {
+    let table = split_dir.join(CLIPS_TABLE_FILE);
+    let records = read_clips_table(&table)?;
+    disagreement(&records, index).map_or(Ok(records), |what| {
+        Err(PipelineError::format(
+            &table,
+            format!("disagrees with {}: {what}", split_dir.join(INDEX_FILE).display()),
+        ))
+    })
+}
+
+/// How clips.parquet's rows disagree with the index, if they do.
+pub fn disagreement(records: &[ClipRecord], index: &ClipIndex) -> Option<String> {
+    if records.len() as u64 != index.num_clips {
+        return Some(format!(
+            "{} rows, the index lists {} clips",
+            records.len(),
+            index.num_clips
+        ));
+    }
+    for (i, r) in records.iter().enumerate() {
+        if r.clip_id != i as u64 {
+            return Some(format!("row {i} has clip id {}, expected {i}", r.clip_id));
+        }
+        let in_shard = index
+            .shards
+            .get(r.shard as usize)
+            .is_some_and(|s| (r.index_in_shard as usize) < s.clips);
+        if !in_shard {
+            return Some(format!(
+                "row {i} points at clip {} of shard {}, which the index does not have",
+                r.index_in_shard, r.shard
+            ));
+        }
+    }
+    None
+}
+
 pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
     let reader = read_parquet_batches(path)?;
     let missing = |name: &str| {

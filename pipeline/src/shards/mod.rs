@@ -8,6 +8,6 @@ pub mod verify;
 
 pub use format::{ShardBuilder, ShardReader, compress_clip};
 pub use index::{ClipIndex, Preprocessing, Reject, ShardEntry};
-pub use metadata::{ClipRecord, read_clips_table, write_clips_table};
+pub use metadata::{ClipRecord, read_clips_table, read_split_clips, write_clips_table};
 pub use reader::ClipShards;
 pub use verify::{VerifyReport, verify_split};

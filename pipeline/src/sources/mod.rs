@@ -107,3 +107,34 @@ pub trait ClipSource: Sync {
     /// Where the data came from, for index.json (and the plan fingerprint).
     fn describe(&self) -> serde_json::Value;
 }
+
+/// The lines of a text file, whatever its line endings: `\n`, `\r\n`, or
+/// the old Mac `\r` alone (a list saved that way would otherwise read as
+/// one line).
+pub fn text_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\n', '\r']) {
+            None => {
+                rest = None;
+                (!current.is_empty()).then_some(current)
+            }
+            Some(i) => {
+                let skip = if current[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&current[i + skip..]);
+                Some(&current[..i])
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod line_tests {
+    #[test]
+    fn every_line_ending_splits_lines() {
+        let lines: Vec<&str> = super::text_lines("a\r\nb\rc\n\nd").collect();
+        assert_eq!(lines, ["a", "b", "c", "", "d"]);
+        assert_eq!(super::text_lines("x\n").collect::<Vec<_>>(), ["x"]);
+    }
+}

@@ -147,9 +147,10 @@ impl MovingMnist {
             )));
         }
         if config.frames == 0 || config.digits_per_video == 0 || config.sequences == 0 {
-            return Err(PipelineError::config(
-                "--sequences, --frames and digits per video must be at least 1",
-            ));
+            return Err(PipelineError::config(format!(
+                "generated {split} split: sequences ({}), frames ({}) and digits per video ({}) must each be at least 1",
+                config.sequences, config.frames, config.digits_per_video
+            )));
         }
         let videos = (0..config.sequences)
             .map(|n| VideoItem {

@@ -13,6 +13,9 @@ pub struct NpyU8 {
     pub data_offset: u64,
 }
 
+/// Longest header accepted (numpy writes about 128 bytes).
+const MAX_HEADER_BYTES: usize = 1 << 16;
+
 pub fn read_header(path: &Path) -> Result<NpyU8> {
     let bad = |what: String| PipelineError::format(path, what);
     let mut file = std::fs::File::open(path).at(path)?;
@@ -34,16 +37,34 @@ pub fn read_header(path: &Path) -> Result<NpyU8> {
         }
         v => return Err(bad(format!(".npy version {v} is not supported"))),
     };
+    // numpy pads the header with spaces to a multiple of 16 (64 since 1.14)
+    // bytes and ends it with a newline; a length that breaks either rule
+    // would read the pixels from the wrong offset.
+    if header_len > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "header length {header_len} is over {MAX_HEADER_BYTES} bytes"
+        )));
+    }
+    if (prefix + header_len) % 16 != 0 {
+        return Err(bad(format!(
+            "header length {header_len} does not end the header on a 16-byte boundary; the file is damaged"
+        )));
+    }
     let mut header = vec![0u8; header_len];
     file.read_exact(&mut header)
         .map_err(|_| bad("truncated .npy header".into()))?;
+    if header.last() != Some(&b'\n') {
+        return Err(bad(
+            "header does not end with a newline where its length says; the file is damaged".into(),
+        ));
+    }
     let header = String::from_utf8_lossy(&header);
     let descr = dict_value(&header, "descr").ok_or_else(|| bad("header has no descr".into()))?;
     if !matches!(
         descr.trim_matches(|c| c == '\'' || c == '"'),
         "|u1" | "u1" | "<u1" | ">u1"
     ) {
-        return Err(bad(format!("dtype {descr} is not uint8")));
+        return Err(bad(format!("dtype {} is not uint8", crate::names::quote(descr))));
     }
     if dict_value(&header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
         return Err(bad("Fortran-order arrays are not supported".into()));
@@ -58,11 +79,15 @@ pub fn read_header(path: &Path) -> Result<NpyU8> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<usize>()
-                .map_err(|_| bad(format!("bad shape {shape_text}")))
+                .map_err(|_| bad(format!("bad shape {}", crate::names::quote(shape_text))))
         })
         .collect::<Result<Vec<_>>>()?;
     let data_offset = (prefix + header_len) as u64;
-    let need = data_offset + shape.iter().product::<usize>() as u64;
+    let elements = shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| bad(format!("shape {} overflows 64 bits", crate::names::quote(shape_text))))?;
+    let need = data_offset.saturating_add(elements);
     let have = file.metadata().at(path)?.len();
     if have < need {
         return Err(bad(format!(
@@ -115,5 +140,22 @@ mod tests {
                 .to_string()
                 .contains("truncated")
         );
+    }
+
+    #[test]
+    fn refuses_a_header_length_that_misplaces_the_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        crate::testing::write_npy_u8(&p, &[2, 3, 8, 8], &[7u8; 2 * 3 * 8 * 8]).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let len = u16::from_le_bytes([bytes[8], bytes[9]]);
+        bytes[8..10].copy_from_slice(&(len - 20).to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let e = read_header(&p).unwrap_err().to_string();
+        assert!(e.contains("a.npy") && e.contains("damaged"), "{e}");
+        // A shape whose product wraps 64 bits is refused, not wrapped.
+        crate::testing::write_npy_u8(&p, &[1 << 32, 1 << 32, 2], &[]).unwrap();
+        let e = read_header(&p).unwrap_err().to_string();
+        assert!(e.contains("overflows"), "{e}");
     }
 }

@@ -33,7 +33,7 @@ pub fn read_listing(path: &Path) -> Result<Vec<TgifEntry>> {
     let text = std::fs::read_to_string(path).at(path)?;
     let mut entries: Vec<TgifEntry> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in super::text_lines(&text).enumerate() {
         if line.trim().is_empty() {
             continue;
         }
@@ -48,11 +48,11 @@ pub fn read_listing(path: &Path) -> Result<Vec<TgifEntry>> {
             .split(['?', '#'])
             .next()
             .and_then(|u| u.rsplit('/').next())
-            .filter(|f| !f.is_empty())
+            .filter(|f| crate::names::name_problem(f).is_none())
             .ok_or_else(|| {
                 PipelineError::format(
                     path,
-                    format!("line {}: no file name in the URL `{url}`", n + 1),
+                    format!("line {}: no file name in the URL {}", n + 1, crate::names::quote(url)),
                 )
             })?
             .to_owned();
@@ -113,7 +113,8 @@ pub fn open(
                 record: Some(e.line as u64),
                 reason: format!(
                     "missing on disk ({TSV_FILE} line {} lists {})",
-                    e.line, e.url
+                    e.line,
+                    crate::names::quote(&e.url)
                 ),
             });
         }
@@ -155,5 +156,14 @@ mod tests {
         std::fs::write(&p, "no tab here\n").unwrap();
         let e = read_listing(&p).unwrap_err().to_string();
         assert!(e.contains(TSV_FILE) && e.contains("line 1"), "{e}");
+        // Old-Mac line endings: two lines, not one.
+        std::fs::write(&p, "http://h/a.gif\tone\rhttp://h/b.gif\ttwo\r").unwrap();
+        assert_eq!(read_listing(&p).unwrap().len(), 2);
+        // A URL whose last segment is `..` names no file.
+        std::fs::write(&p, "http://h/a/..\tx\n").unwrap();
+        assert!(read_listing(&p).unwrap_err().to_string().contains("no file name"));
+        // A very long URL is quoted short.
+        std::fs::write(&p, format!("http://h/{}/\tx\n", "u".repeat(1 << 20))).unwrap();
+        assert!(read_listing(&p).unwrap_err().to_string().len() < 400);
     }
 }

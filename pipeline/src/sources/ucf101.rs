@@ -63,13 +63,13 @@ pub fn read_class_index(path: &Path) -> Result<(HashMap<String, i32>, Vec<String
     let text = std::fs::read_to_string(path).at(path)?;
     let mut by_name = HashMap::new();
     let mut names = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in super::text_lines(&text).enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         let bad =
-            |what: &str| PipelineError::format(path, format!("line {}: {what}: `{line}`", n + 1));
+            |what: &str| PipelineError::format(path, format!("line {}: {what}: {}", n + 1, crate::names::quote(line)));
         let (index, name) = line
             .split_once(char::is_whitespace)
             .ok_or_else(|| bad("expected `<index> <ClassName>`"))?;
@@ -83,7 +83,15 @@ pub fn read_class_index(path: &Path) -> Result<(HashMap<String, i32>, Vec<String
             )));
         }
         let name = name.trim().to_owned();
-        by_name.insert(name.to_lowercase(), index - 1);
+        // Labels come from the class folder, matched case-insensitively, so
+        // two names that differ only by case would share one folder.
+        if let Some(first) = by_name.insert(name.to_lowercase(), index - 1) {
+            return Err(bad(&format!(
+                "class {} is already listed as class {} (names are matched case-insensitively)",
+                crate::names::quote(&name),
+                first + 1
+            )));
+        }
         names.push(name);
     }
     if names.is_empty() {
@@ -121,17 +129,24 @@ pub fn open(
     let mut folders = FolderCache::default();
     let mut files = Vec::new();
     let mut rejects = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in super::text_lines(&text).enumerate() {
         let entry = line.split_whitespace().next().unwrap_or("");
         if entry.is_empty() {
             continue;
         }
         let reject = |reason: String| Reject {
-            file: format!("UCF-101/{entry}"),
+            file: format!("UCF-101/{}", crate::names::quote(entry).trim_matches('`')),
             record: Some(n as u64 + 1),
             reason,
         };
-        let Some((class, file_name)) = entry.split_once('/') else {
+        // The entry must stay inside UCF-101/, in the folder of the class it
+        // is labelled with: `Class/../Other/v.avi` would take another class's
+        // video under this label.
+        if let Some(problem) = crate::names::entry_problem(entry) {
+            rejects.push(reject(format!("{list_name}: the entry {problem}")));
+            continue;
+        }
+        let Some((class, file_name)) = entry.split_once('/').filter(|(_, f)| !f.contains('/')) else {
             rejects.push(reject(format!("{list_name}: expected <Class>/<file>.avi")));
             continue;
         };
@@ -224,5 +239,47 @@ mod tests {
         std::fs::write(&p, "1 A\n3 B\n").unwrap();
         let e = read_class_index(&p).unwrap_err().to_string();
         assert!(e.contains("classInd.txt") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn class_names_that_collide_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("classInd.txt");
+        for text in ["1 Archery\n2 Archery\n", "1 Archery\n2 ARCHERY\n"] {
+            std::fs::write(&p, text).unwrap();
+            let e = read_class_index(&p).unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains("already listed as class 1"), "{e}");
+        }
+        // Old-Mac line endings are lines too.
+        std::fs::write(&p, "1 Archery\r2 Basketball\r").unwrap();
+        assert_eq!(read_class_index(&p).unwrap().1, ["Archery", "Basketball"]);
+    }
+
+    #[test]
+    fn list_entries_stay_in_their_class_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        for class in ["Archery", "Basketball"] {
+            std::fs::create_dir_all(raw.join("UCF-101").join(class)).unwrap();
+            std::fs::write(raw.join("UCF-101").join(class).join(format!("v_{class}.avi")), b"x").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside/v.avi"), b"x").unwrap();
+        let lists = raw.join("ucfTrainTestlist");
+        std::fs::create_dir_all(&lists).unwrap();
+        std::fs::write(lists.join("classInd.txt"), "1 Archery\n2 Basketball\n").unwrap();
+        std::fs::write(
+            lists.join("testlist01.txt"),
+            "Archery/v_Archery.avi\rArchery/../Basketball/v_Basketball.avi\r\
+             Archery/../../../outside/v.avi\rArchery//abs/v.avi\r/etc/passwd\r",
+        )
+        .unwrap();
+        let layout = discover(&raw).unwrap();
+        let files = open(&layout, "test", 1, DecodeOptions::default()).unwrap();
+        use super::super::ClipSource;
+        assert_eq!(files.videos().len(), 1, "only the one honest entry");
+        let rejects = files.plan_rejects();
+        assert_eq!(rejects.len(), 4, "{rejects:?}");
+        assert!(rejects.iter().all(|r| r.reason.contains("testlist01.txt")), "{rejects:?}");
     }
 }

@@ -121,7 +121,7 @@ pub fn open(
         if !members.contains(&episode) {
             continue;
         }
-        let path = raw.join(&episode);
+        let path = crate::names::join_entry(raw, &episode, &actions_path)?;
         if path.is_file() {
             files.push(VideoFile {
                 path,

@@ -46,7 +46,48 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// Most codes a table can hold: tokens are stored as uint16.
+pub const MAX_CODEBOOK_SIZE: usize = 1 << 16;
+/// Most tokens per clip (a 32x64x64 latent grid).
+pub const MAX_TOKENS_PER_CLIP: usize = 1 << 17;
+
 impl TokenTableMeta {
+    /// Refuses metadata no encoder writes: a codebook that uint16 tokens
+    /// cannot index, an empty or huge latent grid, context frames beyond the
+    /// clip. Every reader checks this before it sizes anything by it.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let bad = |what: String| Err(PipelineError::format(path, what));
+        if !(1..=MAX_CODEBOOK_SIZE).contains(&self.codebook_size) {
+            return bad(format!(
+                "codebook_size {} is outside 1..={MAX_CODEBOOK_SIZE} (tokens are uint16)",
+                self.codebook_size
+            ));
+        }
+        let tokens = self
+            .latent_grid
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| (1..=MAX_TOKENS_PER_CLIP).contains(&n));
+        if tokens.is_none() {
+            return bad(format!(
+                "latent_grid {:?} is empty or has over {MAX_TOKENS_PER_CLIP} cells",
+                self.latent_grid
+            ));
+        }
+        let [t, h, w, c] = self.clip_shape;
+        let pixels = [t, h, w, c].iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if pixels.is_none_or(|p| p == 0 || p > 1 << 30) {
+            return bad(format!("clip_shape {:?} is empty or over 2^30 values", self.clip_shape));
+        }
+        if self.context_frames >= t.max(1) && self.context_frames > 0 {
+            return bad(format!(
+                "context_frames {} is not fewer than the {t} frames of a clip",
+                self.context_frames
+            ));
+        }
+        Ok(())
+    }
+
     pub fn tokens_per_clip(&self) -> usize {
         self.latent_grid.iter().product()
     }
@@ -120,7 +161,7 @@ impl TokenTableMeta {
                 ),
             ));
         }
-        Ok(Self {
+        let meta = Self {
             dataset: get("dataset")?.to_string(),
             split: get("split")?.to_string(),
             latent_grid: parse(path, "latent_grid", get("latent_grid")?)?,
@@ -133,7 +174,9 @@ impl TokenTableMeta {
                 Ok(v) => parse(path, "context_frames", v)?,
                 Err(_) => 0,
             },
-        })
+        };
+        meta.check(path)?;
+        Ok(meta)
     }
 }
 
@@ -216,7 +259,40 @@ impl TableManifest {
                 ),
             ));
         }
+        manifest.check(&path)?;
         Ok(manifest)
+    }
+
+    /// The metadata is sane, every part is a file of the table's folder,
+    /// parts hold consecutive clip ids from 0, and `rows` is their sum.
+    fn check(&self, path: &Path) -> Result<()> {
+        self.meta.check(path)?;
+        let mut next_clip = 0u64;
+        for part in &self.parts {
+            if let Some(problem) = crate::names::name_problem(&part.file) {
+                return Err(PipelineError::format(
+                    path,
+                    format!("part file {} {problem}", crate::names::quote(&part.file)),
+                ));
+            }
+            if part.first_clip != next_clip {
+                return Err(PipelineError::format(
+                    path,
+                    format!(
+                        "part {} starts at clip {}, but the parts before it end at clip {next_clip}",
+                        part.file, part.first_clip
+                    ),
+                ));
+            }
+            next_clip = next_clip.saturating_add(part.rows);
+        }
+        if next_clip != self.rows {
+            return Err(PipelineError::format(
+                path,
+                format!("its parts hold {next_clip} rows, but rows says {}", self.rows),
+            ));
+        }
+        Ok(())
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {

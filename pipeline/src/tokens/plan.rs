@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use super::meta::{PartEntry, TABLE_FILE, TableManifest, TokenTableMeta, read_footer};
 use super::writer::write_token_part;
 use crate::error::{IoContext, PipelineError, Result};
-use crate::shards::index::CLIPS_TABLE_FILE;
-use crate::shards::{ClipRecord, read_clips_table};
+use crate::shards::{ClipIndex, ClipRecord, read_split_clips};
 
 /// Default clips per part file.
 pub const ROWS_PER_PART: usize = 4096;
@@ -58,7 +57,8 @@ impl TablePlan {
         if rows_per_part == 0 {
             return Err(PipelineError::config("rows per part must be at least 1"));
         }
-        let records = read_clips_table(&clips_split.join(CLIPS_TABLE_FILE))?;
+        let index = ClipIndex::read(clips_split)?;
+        let records = read_split_clips(clips_split, &index)?;
         let clip_frames = meta.clip_shape[0];
         let action_dim = records
             .iter()

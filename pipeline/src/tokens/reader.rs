@@ -168,13 +168,38 @@ impl TokenTable {
         };
         for part in &self.manifest.parts {
             let path = self.dir.join(&part.file);
-            read_part(&path, len, labels, &mut out)?;
+            let expected = PartRows {
+                first_clip: part.first_clip,
+                rows: part.rows,
+                codebook_size: self.meta().codebook_size,
+            };
+            read_part(&path, len, labels, &expected, &mut out)?;
         }
         Ok(out)
     }
+
+    /// Reads every row and applies every check that [`TokenTable::read`]
+    /// does (types, list lengths, nulls, clip ids, tokens below the codebook
+    /// size), so that a table `stats` accepts is one a prior trains on.
+    pub fn validate(&self) -> Result<()> {
+        self.read(None).map(|_| ())
+    }
 }
 
-fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRows) -> Result<()> {
+/// What the manifest says one part holds; its rows are checked against it.
+struct PartRows {
+    first_clip: u64,
+    rows: u64,
+    codebook_size: usize,
+}
+
+fn read_part(
+    path: &Path,
+    len: usize,
+    labels: Option<&[i32]>,
+    expected: &PartRows,
+    out: &mut TokenRows,
+) -> Result<()> {
     let parquet_err = |e| PipelineError::Parquet {
         path: path.into(),
         source: e,
@@ -195,6 +220,7 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
     let missing = |name: &str| {
         PipelineError::format(path, format!("column `{name}` missing or of the wrong type"))
     };
+    let mut seen = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| PipelineError::Arrow {
             path: path.into(),
@@ -216,7 +242,26 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
         if values.len() != tokens.len() * len {
             return Err(missing("tokens"));
         }
+        if tokens.null_count() > 0 || values.null_count() > 0 || ids.null_count() > 0 {
+            return Err(PipelineError::format(path, "null clip ids or tokens"));
+        }
         let values: &[u16] = values.values();
+        if let Some(bad) = values.iter().find(|&&t| t as usize >= expected.codebook_size) {
+            return Err(PipelineError::format(
+                path,
+                format!("token {bad} is not a code of the table's {}-code codebook", expected.codebook_size),
+            ));
+        }
+        for (i, &id) in ids.values().iter().enumerate() {
+            let want = expected.first_clip + seen + i as u64;
+            if id != want {
+                return Err(PipelineError::format(
+                    path,
+                    format!("row {} has clip id {id}, expected {want} (the part's rows are consecutive clip ids)", seen + i as u64),
+                ));
+            }
+        }
+        seen += batch.num_rows() as u64;
         let label = batch
             .column_by_name("label")
             .and_then(|c| c.as_primitive_opt::<Int32Type>());
@@ -274,6 +319,12 @@ fn read_part(path: &Path, len: usize, labels: Option<&[i32]>, out: &mut TokenRow
                     .extend_from_slice(&f[i * frame_len..(i + 1) * frame_len]);
             }
         }
+    }
+    if seen != expected.rows {
+        return Err(PipelineError::format(
+            path,
+            format!("{seen} rows, table.json says {}", expected.rows),
+        ));
     }
     Ok(())
 }
@@ -338,7 +389,7 @@ impl Iterator for TokenBatches {
 /// `table.json` was written last (the newest encoding).
 pub fn find_table(tokens_root: &Path, name: Option<&str>) -> Result<PathBuf> {
     if let Some(name) = name {
-        let dir = tokens_root.join(name);
+        let dir = crate::names::join_name(tokens_root, "--table", name)?;
         if !dir.is_dir() {
             return Err(PipelineError::format(&dir, "no such token table (run `just encode-latents` first)"));
         }

@@ -85,10 +85,20 @@ pub fn token_stats(table: &TokenTable, top: usize) -> Result<TokenStats> {
     let err = polars_err(dir);
     let meta = table.meta();
     let per_clip = meta.tokens_per_clip();
-    // Only complete parts match (temporary files end in `.tmp-PID`).
-    let glob = dir.join("part-*.parquet").to_string_lossy().into_owned();
-    let scan = LazyFrame::scan_parquet(PlRefPath::new(glob), ScanArgsParquet::default())
-        .map_err(&err)?;
+    // The checks train-prior applies, so both accept the same tables; then
+    // polars reads exactly the parts table.json lists.
+    table.validate()?;
+    let parts = table
+        .manifest()
+        .parts
+        .iter()
+        .map(|p| PlRefPath::new(dir.join(&p.file).to_string_lossy().into_owned()))
+        .collect();
+    let args = ScanArgsParquet {
+        glob: false,
+        ..ScanArgsParquet::default()
+    };
+    let scan = LazyFrame::scan_parquet_files(parts, args).map_err(&err)?;
     let schema = scan.clone().collect_schema().map_err(&err)?;
     let has_label = schema.get("label").is_some();
 
