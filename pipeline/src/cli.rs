@@ -39,7 +39,13 @@ pub fn error_line(error: &anyhow::Error) -> String {
         }
         line.push_str(text.trim());
     }
-    let line: String = line
+    short_line(&line)
+}
+
+/// `text` as one line of at most [`MAX_ERROR_CHARS`] characters, saying how
+/// much was left out.
+pub fn short_line(text: &str) -> String {
+    let line: String = text
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();

@@ -188,6 +188,10 @@ fn tgif_text_missing_gifs_and_a_stable_split() {
         );
         tsv += &format!("https://38.media.tumblr.com/x/{name}\t{description}\n");
     }
+    // A download cut at 56%: it still decodes, but is no whole GIF.
+    let whole = std::fs::read(video("opencv-doc/camshift_face.gif")).unwrap();
+    std::fs::write(raw.join("gifs/cut_face.gif"), &whole[..whole.len() * 56 / 100]).unwrap();
+    tsv += "https://38.media.tumblr.com/x/cut_face.gif\ta face, cut short\n";
     tsv += "https://38.media.tumblr.com/x/houghlinesdemo.gif\tlines light up one by one\n";
     tsv += "https://38.media.tumblr.com/y/tumblr_gone.gif\ta link that died\n";
     std::fs::write(raw.join("tgif-v1.0.tsv"), tsv).unwrap();
@@ -239,13 +243,17 @@ fn tgif_text_missing_gifs_and_a_stable_split() {
         "lines are found in a picture\nlines light up one by one"
     );
     all_rejects.sort();
-    assert_eq!(all_rejects.len(), 2, "{all_rejects:?}");
+    assert_eq!(all_rejects.len(), 3, "{all_rejects:?}");
     assert!(
-        all_rejects[0].starts_with("gifs/morph12.gif\t\t1 frames, shorter than one clip"),
+        all_rejects[0].starts_with("gifs/cut_face.gif\t\ttruncated GIF"),
         "{all_rejects:?}"
     );
     assert!(
-        all_rejects[1].starts_with("gifs/tumblr_gone.gif\t7\tmissing on disk"),
+        all_rejects[1].starts_with("gifs/morph12.gif\t\t1 frames, shorter than one clip"),
+        "{all_rejects:?}"
+    );
+    assert!(
+        all_rejects[2].starts_with("gifs/tumblr_gone.gif\t8\tmissing on disk"),
         "{all_rejects:?}"
     );
 }

@@ -504,7 +504,7 @@ fn report(summaries: &[PrepareSummary]) -> Result<ExitCode> {
     for s in summaries {
         println!("wrote {}", s.dir.display());
         for r in &s.rejects {
-            eprintln!("rejected: {r}");
+            eprintln!("{}", videogpt_pipeline::cli::short_line(&format!("rejected: {r}")));
         }
     }
     if rejects > 0 {

@@ -79,6 +79,10 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
         ));
     }
     let ndim = bytes[3] as usize;
+    // MNIST's files have 1 (labels) or 3 (images) dimensions.
+    if !(1..=4).contains(&ndim) {
+        return Err(bad(format!("IDX header says {ndim} dimensions; expected 1 to 4")));
+    }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
         return Err(bad("truncated IDX header".into()));
@@ -86,10 +90,11 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
     let dims: Vec<usize> = (0..ndim)
         .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
         .collect();
-    let expected: usize = dims.iter().product();
-    if bytes.len() - header != expected {
+    let expected = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if expected != Some(bytes.len() - header) {
         return Err(bad(format!(
-            "IDX dims {dims:?} need {expected} bytes, file has {}",
+            "IDX dims {dims:?} need {} bytes, file has {}",
+            expected.map_or("over 2^64".to_owned(), |n| n.to_string()),
             bytes.len() - header
         )));
     }
@@ -225,6 +230,15 @@ mod tests {
             err.starts_with("x-idx3:") && err.contains("need 1568 bytes"),
             "{err}"
         );
+        // 255 dimensions: refused in a short line, not listed.
+        let mut bytes = idx_bytes(&[2], &[0, 0]);
+        bytes[3] = 255;
+        bytes.resize(4 + 4 * 255, 1);
+        let err = parse_idx(Path::new("x-idx3"), &bytes).unwrap_err().to_string();
+        assert!(err.contains("255 dimensions") && err.len() < 100, "{err}");
+        // Dimensions whose product overflows are refused, not wrapped.
+        let err = parse_idx(Path::new("x"), &idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[])).unwrap_err().to_string();
+        assert!(err.contains("over 2^64"), "{err}");
     }
 
     #[test]

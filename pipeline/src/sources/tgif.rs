@@ -7,6 +7,10 @@
 //! rejects (counted, listed in rejects.tsv); the rest is prepared. TGIF ships
 //! no split in this file, so the split is a [`HashSplit`] on the file name
 //! (10% test by default): deterministic, and stable as GIFs come and go.
+//!
+//! A GIF cut short (an interrupted download) is a reject: GIFs declare no
+//! frame count, so FFmpeg would decode the frames before the cut without a
+//! word; a complete GIF ends with the trailer byte 0x3B ([`gif_is_complete`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,23 @@ use crate::shards::Reject;
 use crate::video::DecodeOptions;
 
 pub const TSV_FILE: &str = "tgif-v1.0.tsv";
+
+/// The byte that ends every complete GIF (GIF89a, section 27).
+const GIF_TRAILER: u8 = 0x3B;
+
+/// Whether a GIF file ends with the trailer byte (trailing zero padding
+/// allowed). A GIF declares no frame count, so a download cut short still
+/// decodes, just with fewer frames; the missing trailer is what tells.
+pub fn gif_is_complete(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let tail_len = len.min(64);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail)?;
+    Ok(tail.iter().rev().find(|&&b| b != 0) == Some(&GIF_TRAILER))
+}
 
 /// One GIF of the listing.
 #[derive(Debug, Clone, PartialEq)]

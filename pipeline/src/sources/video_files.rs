@@ -174,6 +174,14 @@ impl ClipSource for VideoFiles {
         sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<Streamed, Reject> {
         let file = &self.files[index];
+        let is_gif = file.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif"));
+        if is_gif && !super::tgif::gif_is_complete(&file.path).unwrap_or(false) {
+            return Err(Reject {
+                file: self.items[index].source.clone(),
+                record: None,
+                reason: "truncated GIF: it does not end with the trailer byte 0x3B (a cut download)".into(),
+            });
+        }
         let summary = decode_video(&file.path, &self.options, sink).map_err(|e| Reject {
             file: self.items[index].source.clone(),
             record: None,
