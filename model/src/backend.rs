@@ -10,6 +10,19 @@ use std::str::FromStr;
 
 use burn::tensor::{Device, DeviceKind};
 
+/// Points burn's `Device::default()` at the CPU unless `BURN_DEVICE` says
+/// otherwise. The models always name their device; burn itself uses the
+/// default only to hold optimizer state while a checkpoint loads (it moves
+/// to the parameters' device on the next step), and with wgpu compiled in
+/// that default would probe the Vulkan adapters of a CPU run and print
+/// the driver's warnings. Call first thing in `main`, before any thread.
+pub fn keep_default_device_on_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called at the start of `main`, while the process has one thread.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {

@@ -83,26 +83,42 @@ pub fn save_module<M: Module, C: Serialize>(
         fs::remove_dir_all(&staging).at(&staging)?;
     }
     fs::create_dir_all(&staging).at(&staging)?;
-    let model_bytes = model
-        .into_record()
-        .into_bytes()
-        .map_err(|e| ModelError::format(&staging, format!("serialising the model: {e}")))?;
-    write_bytes_atomic(&staging.join(MODEL_FILE), &model_bytes).at(&staging)?;
-    let optimizer_bytes = optimizer
-        .into_bytes()
-        .map_err(|e| ModelError::format(&staging, format!("serialising the optimizer: {e}")))?;
-    write_bytes_atomic(&staging.join(OPTIMIZER_FILE), &optimizer_bytes).at(&staging)?;
-    write_json(&staging.join(STATE_FILE), state)?;
-    write_json(&staging.join(CONFIG_FILE), config)?;
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).at(&final_dir)?;
+    let committed = write_checkpoint_files(&staging, config, state, model, optimizer).and_then(|()| {
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).at(&final_dir)?;
+        }
+        fs::rename(&staging, &final_dir).at(&final_dir)
+    });
+    if committed.is_err() {
+        // A full disk or a failed write leaves no half checkpoint behind.
+        let _ = fs::remove_dir_all(&staging);
     }
-    fs::rename(&staging, &final_dir).at(&final_dir)?;
+    committed?;
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();
     }
     write_bytes_atomic(&dir.join(LATEST_FILE), name.as_bytes()).at(&dir)?;
     Ok(final_dir)
+}
+
+fn write_checkpoint_files<M: Module, C: Serialize>(
+    staging: &Path,
+    config: &C,
+    state: &TrainState,
+    model: M,
+    optimizer: &ModuleOptimizer,
+) -> Result<()> {
+    let model_bytes = model
+        .into_record()
+        .into_bytes()
+        .map_err(|e| ModelError::format(staging, format!("serialising the model: {e}")))?;
+    write_bytes_atomic(&staging.join(MODEL_FILE), &model_bytes).at(staging)?;
+    let optimizer_bytes = optimizer
+        .into_bytes()
+        .map_err(|e| ModelError::format(staging, format!("serialising the optimizer: {e}")))?;
+    write_bytes_atomic(&staging.join(OPTIMIZER_FILE), &optimizer_bytes).at(staging)?;
+    write_json(&staging.join(STATE_FILE), state)?;
+    write_json(&staging.join(CONFIG_FILE), config)
 }
 
 /// A checkpoint's weights file as a module record.
@@ -112,21 +128,72 @@ pub fn read_record(checkpoint: &Path) -> Result<ModuleRecord> {
     ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| ModelError::format(&path, e.to_string()))
 }
 
-/// The newest complete checkpoint of a run, if any.
+/// The newest complete checkpoint of a run, if any: the step folder that
+/// `checkpoints/latest` names. A pointer that is not a step folder's name,
+/// or step folders without a pointer, are errors: a run is never silently
+/// started over on top of its checkpoints.
 pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
-    let pointer = checkpoints_dir(run).join(LATEST_FILE);
+    let dir = checkpoints_dir(run);
+    let pointer = dir.join(LATEST_FILE);
     if !pointer.exists() {
+        let steps = step_folders(&dir);
+        if let Some(newest) = steps.last() {
+            return Err(ModelError::format(
+                &pointer,
+                format!(
+                    "is missing, but {} holds {} checkpoint(s) ({}); write the one to continue from into it (e.g. `{}`) or choose another --run",
+                    dir.display(),
+                    steps.len(),
+                    summarise(&steps),
+                    newest
+                ),
+            ));
+        }
         return Ok(None);
     }
-    let name = fs::read_to_string(&pointer).at(&pointer)?;
-    let dir = checkpoints_dir(run).join(name.trim());
-    if !dir.join(MODEL_FILE).is_file() {
+    let bytes = fs::read(&pointer).at(&pointer)?;
+    let name = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+    let name = name.trim();
+    if let Some(problem) = videogpt_pipeline::names::name_problem(name) {
         return Err(ModelError::format(
             &pointer,
-            format!("points at {}, which has no {MODEL_FILE}", dir.display()),
+            format!(
+                "{} {problem}; it must name a step folder beside it",
+                videogpt_pipeline::names::quote(name)
+            ),
         ));
     }
-    Ok(Some(dir))
+    let found = dir.join(name);
+    if !found.join(MODEL_FILE).is_file() {
+        return Err(ModelError::format(
+            &pointer,
+            format!("points at {}, which has no {MODEL_FILE}", found.display()),
+        ));
+    }
+    Ok(Some(found))
+}
+
+/// The complete step folders of a checkpoints folder, oldest first
+/// (staging folders start with `.tmp-` and are not complete).
+fn step_folders(dir: &Path) -> Vec<String> {
+    let mut steps: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-") && dir.join(n).join(MODEL_FILE).is_file())
+        .collect();
+    steps.sort();
+    steps
+}
+
+/// At most three names of a list, then how many more.
+fn summarise(names: &[String]) -> String {
+    let mut shown = names.iter().rev().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 3 {
+        shown.push_str(&format!(" and {} older", names.len() - 3));
+    }
+    shown
 }
 
 /// A checkpoint folder from a path that is either a checkpoint folder or a
@@ -153,8 +220,72 @@ pub fn load_model(checkpoint: &Path, device: &Device) -> Result<(VqVae, VqVaeRun
         .model
         .init(device)
         .try_load_record(record)
-        .map_err(|e| ModelError::format(&path, format!("does not fit the config beside it: {e}")))?;
+        .map_err(|e| record_mismatch(&path, &e))?;
     Ok((model, config, state))
+}
+
+/// A weights file that does not fit its config, in one short line: how
+/// many tensors differ and the first of them (burn lists them all).
+pub fn record_mismatch(weights: &Path, error: &burn::store::RecordError) -> ModelError {
+    let text = error.to_string();
+    let (kind, list) = match text.find(": [") {
+        Some(at) => (&text[..at], &text[at + 3..]),
+        None => (text.as_str(), ""),
+    };
+    let kind = kind.rsplit(": ").next().unwrap_or(kind).to_lowercase();
+    let items = top_level_items(list);
+    let first = items.first().map_or("", |s| s.trim());
+    let mut first: String = first.chars().take(120).collect();
+    if first.len() < items.first().map_or(0, |s| s.trim().len()) {
+        first.push_str("...");
+    }
+    ModelError::format(
+        weights,
+        format!(
+            "does not fit the config beside it ({kind}: {} tensor(s), first: {first})",
+            items.len()
+        ),
+    )
+}
+
+/// The top-level comma-separated items of a Debug-printed list body
+/// (`a, B { x: [1, 2] }, "c"]`), up to its closing bracket.
+fn top_level_items(list: &str) -> Vec<&str> {
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
+    let mut items = Vec::new();
+    for (i, c) in list.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            _ if quoted => {}
+            '[' | '{' | '(' => depth += 1,
+            ']' | '}' | ')' if depth == 0 => {
+                items.push(&list[start..i]);
+                return items.into_iter().filter(|s| !s.trim().is_empty()).collect();
+            }
+            ']' | '}' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&list[start..]);
+    items.into_iter().filter(|s| !s.trim().is_empty()).collect()
+}
+
+#[cfg(test)]
+mod mismatch_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_mismatch_is_one_short_line() {
+        let names: Vec<String> = (0..300).map(|i| format!("\"encoder.block{i}.weight\"")).collect();
+        let error = burn::store::RecordError::Validation(format!("Missing tensors: [{}]", names.join(", ")));
+        let line = record_mismatch(Path::new("run/model.bpk"), &error).to_string();
+        assert!(line.len() < 200, "{line}");
+        assert!(line.contains("missing tensors: 300 tensor(s), first: \"encoder.block0.weight\""), "{line}");
+    }
 }
 
 pub fn load_optimizer(checkpoint: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {

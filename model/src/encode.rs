@@ -99,11 +99,14 @@ pub fn encode_latents(
     if options.context_frames > 0 {
         name.push_str(&format!("-context-{}", options.context_frames));
     }
-    let table = tokens_root.join(name);
+    let table = videogpt_pipeline::names::join_name(tokens_root, "token table name", &name)?;
 
     let splits = if options.splits.is_empty() {
         prepared_splits(clips_root)?
     } else {
+        for split in &options.splits {
+            videogpt_pipeline::names::check_name("--splits", split)?;
+        }
         options.splits.clone()
     };
     if splits.is_empty() {

@@ -113,8 +113,9 @@ pub fn eval_split_and_write(
         .train
         .train_split
         .parent()
-        .ok_or_else(|| ModelError::Config(format!("{}: the training split has no parent folder", resolved.display())))?
-        .join(split);
+        .ok_or_else(|| ModelError::Config(format!("{}: the training split has no parent folder", resolved.display())))?;
+    // A split is a name: its report is written beside the run's checkpoints.
+    let split_dir = videogpt_pipeline::names::join_name(split_dir, "--split", split)?;
     let report = eval_vqvae(&resolved, &split_dir, batch_size, max_clips, backend, progress)?;
     // <run>/checkpoints/step-N -> <run>
     let run_dir = resolved

@@ -22,6 +22,7 @@ pub mod ops;
 pub mod patches;
 pub mod preview;
 pub mod prior;
+pub mod resume;
 pub mod run_config;
 pub mod schedule;
 pub mod train;

@@ -18,7 +18,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::rng::SplitMix64;
-use videogpt_pipeline::shards::ClipShards;
+use videogpt_pipeline::shards::{ClipIndex, ClipShards};
 use videogpt_pipeline::shards::index::INDEX_FILE;
 
 use crate::backend::BackendKind;
@@ -27,6 +27,7 @@ use crate::data::{self, Batch, Loader};
 use crate::error::{IoContext, ModelError, Result};
 use crate::ops::HostAdam;
 use crate::preview;
+use crate::resume::resumed_data;
 use crate::schedule::learning_rate;
 use crate::vqvae::codebook::usage;
 use crate::vqvae::{VqVae, VqVaeConfig};
@@ -246,6 +247,12 @@ pub fn train_vqvae(
                     options.batch_size, options.seed, saved.batch_size, saved.seed
                 )));
             }
+            let identity = |split: &Path| {
+                ClipIndex::read(split).ok().map(|i| format!("{} {}", i.plan_fingerprint, i.num_clips))
+            };
+            t.config.train.train_split =
+                resumed_data("split", &saved.train_split, &options.train_split, identity)?;
+            t.config.train.preview_split = options.preview_split.clone();
             t.config.train.steps = options.steps;
             t.config.train.checkpoint_every = options.checkpoint_every;
             t.config.train.log_every = options.log_every;
@@ -401,7 +408,7 @@ pub fn model_config(preset: &str, overrides: &VqVaeOverrides) -> Result<VqVaeCon
 /// The train split of `dataset` under `root` (which must be prepared) and
 /// its test split, if prepared (for the previews).
 pub fn dataset_splits(root: &Path, dataset: &str) -> Result<(PathBuf, Option<PathBuf>)> {
-    let clips = root.join(dataset).join("clips");
+    let clips = videogpt_pipeline::names::join_name(root, "dataset", dataset)?.join("clips");
     let train = clips.join("train");
     if !train.join(INDEX_FILE).is_file() {
         return Err(ModelError::Config(format!(

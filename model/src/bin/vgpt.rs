@@ -19,6 +19,7 @@ use videogpt_model::ops::KvPrecision;
 use videogpt_model::prior::sample::SampleOptions;
 use videogpt_model::prior::train::{Conditioning, PriorOverrides, PriorTrainOptions, prior_setup, train_prior};
 use videogpt_model::schedule::LrSchedule;
+use videogpt_pipeline::names::join_name;
 use videogpt_model::train::{RunMode, TrainOptions, VqVaeOverrides, dataset_splits, default_run_dir, model_config, train_vqvae};
 
 #[derive(Parser)]
@@ -335,6 +336,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    videogpt_model::backend::keep_default_device_on_cpu();
     videogpt_model::ops::tune_allocator();
     videogpt_model::ops::make_calling_thread_a_worker();
     videogpt_pipeline::cli::main_with(|| run(Cli::parse()))
@@ -461,7 +463,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 frame_width,
                 codebook_embedding,
             };
-            let setup = prior_setup(&root.join(&dataset).join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
+            let setup = prior_setup(&join_name(&root, "dataset", &dataset)?.join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
             let run = run.unwrap_or_else(|| PathBuf::from("runs").join(format!("prior-{dataset}-{preset}")));
             let options = PriorTrainOptions {
                 conditioning: condition,
@@ -624,7 +626,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     run
                 }
             };
-            let dataset_dir = root.join(&dataset);
+            let dataset_dir = join_name(&root, "dataset", &dataset)?;
             let options = EncodeOptions {
                 splits,
                 batch_size,

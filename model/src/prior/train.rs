@@ -17,7 +17,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::rng::SplitMix64;
-use videogpt_pipeline::tokens::{TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, TokenTableMeta};
+use videogpt_pipeline::tokens::{TableManifest, TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, TokenTableMeta};
 
 use super::context::frames_tensor;
 use super::{Condition, Prior, PriorConfig};
@@ -248,7 +248,7 @@ pub fn load_prior(checkpoint: &Path, device: &Device) -> Result<(Prior, PriorRun
         .model
         .init(None, device)
         .try_load_record(record)
-        .map_err(|e| ModelError::format(&path, format!("does not fit the config beside it: {e}")))?;
+        .map_err(|e| checkpoint::record_mismatch(&path, &e))?;
     Ok((prior, config, state))
 }
 
@@ -280,6 +280,13 @@ pub fn train_prior(
                     options.batch_size, options.seed, config.train.batch_size, config.train.seed
                 )));
             }
+            let split = config.train.train_split.clone();
+            let identity = |table: &Path| {
+                TableManifest::read(&table.join(&split))
+                    .ok()
+                    .map(|m| format!("{} {} {}", m.meta.checkpoint_sha256, m.meta.context_frames, m.rows))
+            };
+            config.train.table = crate::resume::resumed_data("token table", &config.train.table, &options.table, identity)?;
             config.train.steps = options.steps;
             config.train.checkpoint_every = options.checkpoint_every;
             config.train.log_every = options.log_every;
