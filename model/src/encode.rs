@@ -87,8 +87,9 @@ pub fn encode_latents(
     tokens_root: &Path,
     options: &EncodeOptions,
 ) -> Result<Vec<SplitSummary>> {
-    if options.batch_size == 0 {
-        return Err(ModelError::Config("--batch-size must be at least 1".into()));
+    crate::limits::check_batch("--batch-size", options.batch_size)?;
+    if !(1..=1_000_000).contains(&options.rows_per_part) {
+        return Err(ModelError::Config(format!("--rows-per-part {}: must be 1 to 1000000", options.rows_per_part)));
     }
     let checkpoint = checkpoint::resolve(checkpoint_or_run)?;
     let device = options.backend.device();

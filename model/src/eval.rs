@@ -104,9 +104,7 @@ pub fn eval_split_and_write(
     backend: BackendKind,
     progress: bool,
 ) -> Result<(EvalReport, PathBuf)> {
-    if batch_size == 0 {
-        return Err(ModelError::Config("--batch-size must be at least 1".into()));
-    }
+    crate::limits::check_batch("--batch-size", batch_size)?;
     let resolved = checkpoint::resolve(checkpoint_or_run)?;
     let config: checkpoint::VqVaeRunConfig = checkpoint::read_json(&resolved.join(checkpoint::CONFIG_FILE))?;
     let split_dir = config

@@ -18,6 +18,7 @@ pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod fvd;
+pub mod limits;
 pub mod ops;
 pub mod patches;
 pub mod preview;

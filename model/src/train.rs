@@ -227,6 +227,7 @@ pub fn train_vqvae(
     mode: RunMode,
     progress: bool,
 ) -> Result<TrainSummary> {
+    crate::limits::check_schedule(options.batch_size, options.steps, options.learning_rate)?;
     let existing = checkpoint::latest(run)?;
     let mut trainer = match (mode, existing.clone()) {
         (RunMode::Fresh, Some(found)) => {
@@ -267,6 +268,7 @@ pub fn train_vqvae(
             model_config.validate().map_err(|e| {
                 ModelError::Config(format!("preset {}: {e}", options.preset))
             })?;
+            check_step_memory(&model_config, options.batch_size)?;
             let (mean, variance) = data::pixel_statistics(&options.train_split, 2000)?;
             tracing::info!(mean, variance, "training pixel statistics");
             let config = VqVaeRunConfig {
@@ -418,6 +420,21 @@ pub fn dataset_splits(root: &Path, dataset: &str) -> Result<(PathBuf, Option<Pat
     }
     let test = clips.join("test");
     Ok((train, test.join(INDEX_FILE).is_file().then_some(test)))
+}
+
+/// Refuses a model and batch whose training step needs more memory than
+/// this process may use. The bound is a lower one (input and
+/// reconstruction, the latent activations, one 3x3x3 convolution per
+/// residual block with its Adam state), so a run it lets through may still
+/// need more, but one it refuses could never run.
+fn check_step_memory(model: &VqVaeConfig, batch_size: usize) -> Result<()> {
+    let pixels = model.input_shape.iter().product::<usize>() as u128 * model.channels as u128;
+    let latent_cells = model.latent_shape().iter().product::<usize>() as u128;
+    let hidden = model.hidden as u128;
+    let parameters = hidden * hidden * 27 * (model.residual_blocks.max(1) as u128);
+    let batch = batch_size as u128;
+    let bytes = 4 * (2 * batch * pixels + batch * latent_cells * hidden + 3 * parameters);
+    crate::limits::check_memory(&format!("a training step of batch {batch_size}"), bytes)
 }
 
 /// `runs/vqvae-<dataset>-<preset>[-no-attention]`.

@@ -24,6 +24,23 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// Parses the command line; a usage error is printed with every line cut
+/// to [`MAX_ERROR_CHARS`] (clap would echo a 5,000-character argument back
+/// whole). Help and version print as clap prints them.
+pub fn parse_args<P: clap::Parser>() -> P {
+    match P::try_parse() {
+        Ok(parsed) => parsed,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let rendered = e.render().to_string();
+            for line in rendered.lines() {
+                eprintln!("{}", short_line(line));
+            }
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
 /// The error and its causes on one line, each cause once: a cause whose text
 /// its parent already shows (`path: No such file...` over `No such file...`)
 /// is not repeated. Cut to [`MAX_ERROR_CHARS`].

@@ -80,6 +80,13 @@ impl FromStr for StartPolicy {
     }
 }
 
+/// Longest clip, in frames (VideoGPT's are 16).
+pub const MAX_SEQ_LEN: u32 = 1024;
+/// Largest frame stride.
+pub const MAX_FRAME_STRIDE: u32 = 1024;
+/// Most random clips drawn from one video.
+pub const MAX_CLIPS_PER_VIDEO: u32 = 10_000;
+
 /// Everything that decides which frames make up the clips of a video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClipSampling {
@@ -142,6 +149,17 @@ impl ClipSampling {
         }
         if self.frame_stride == 0 {
             return Err("--frame-stride must be at least 1".into());
+        }
+        if self.seq_len > MAX_SEQ_LEN || self.frame_stride > MAX_FRAME_STRIDE {
+            return Err(format!(
+                "--seq-len {} / --frame-stride {}: at most {MAX_SEQ_LEN} / {MAX_FRAME_STRIDE}",
+                self.seq_len, self.frame_stride
+            ));
+        }
+        if let StartPolicy::Random { per_video } = self.start
+            && per_video > MAX_CLIPS_PER_VIDEO
+        {
+            return Err(format!("--start random:{per_video}: at most {MAX_CLIPS_PER_VIDEO} clips per video"));
         }
         Ok(())
     }

@@ -103,10 +103,17 @@ pub fn prepare_split(
 ) -> Result<PrepareSummary> {
     let started = Instant::now();
     config.sampling.validate().map_err(PipelineError::config)?;
-    if config.videos_per_shard == 0 {
-        return Err(PipelineError::config(
-            "--videos-per-shard must be at least 1",
-        ));
+    if !(1..=100_000).contains(&config.videos_per_shard) {
+        return Err(PipelineError::config(format!(
+            "--videos-per-shard {}: must be 1 to 100000",
+            config.videos_per_shard
+        )));
+    }
+    if !(-7..=22).contains(&config.zstd_level) {
+        return Err(PipelineError::config(format!(
+            "--zstd-level {}: must be -7 to 22",
+            config.zstd_level
+        )));
     }
     let spec = source.frame_spec();
     let preprocessing = Preprocessing {

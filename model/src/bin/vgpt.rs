@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use videogpt_model::backend::BackendKind;
 use videogpt_model::encode::{EncodeOptions, encode_latents};
@@ -339,7 +339,7 @@ fn main() -> ExitCode {
     videogpt_model::backend::keep_default_device_on_cpu();
     videogpt_model::ops::tune_allocator();
     videogpt_model::ops::make_calling_thread_a_worker();
-    videogpt_pipeline::cli::main_with(|| run(Cli::parse()))
+    videogpt_pipeline::cli::main_with(|| run(videogpt_pipeline::cli::parse_args()))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -368,9 +368,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let preset = preset.unwrap_or_else(|| dataset.clone());
             let overrides = VqVaeOverrides { no_attention, codes, hidden, downsample };
             let model = model_config(&preset, &overrides)?;
-            if batch_size == 0 {
-                bail!("--batch-size must be at least 1");
-            }
             let (train_split, test_split) = dataset_splits(&root, &dataset)?;
             let run = run.unwrap_or_else(|| default_run_dir(&dataset, &preset, no_attention));
             let options = TrainOptions {
@@ -450,9 +447,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             resume,
             no_progress,
         } => {
-            if batch_size == 0 {
-                bail!("--batch-size must be at least 1");
-            }
             let preset = preset.unwrap_or_else(|| dataset.clone());
             let overrides = PriorOverrides {
                 hidden,

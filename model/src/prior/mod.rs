@@ -108,6 +108,14 @@ impl EncodedCondition {
     }
 }
 
+/// Widest prior accepted (the paper's largest is 1024).
+pub const MAX_WIDTH: usize = 16_384;
+/// Deepest prior accepted (the paper's deepest is 20).
+pub const MAX_LAYERS: usize = 1_024;
+/// Most parameters accepted: 4 bytes each, three times over with Adam's
+/// two moments, is 12 GB.
+pub const MAX_PARAMETERS: u64 = 1 << 30;
+
 pub const PRIOR_PRESETS: &[&str] = &["bair", "vizdoom", "ucf101", "tgif", "moving-mnist", "reference-bench", "tiny"];
 
 impl PriorConfig {
@@ -145,6 +153,27 @@ impl PriorConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.heads == 0 || self.layers == 0 {
+            return Err(format!("heads ({}) and layers ({}) must be at least 1", self.heads, self.layers));
+        }
+        for (name, p) in [("dropout", self.dropout), ("attention dropout", self.attention_dropout)] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{name} {p} is not in [0, 1)"));
+            }
+        }
+        if self.hidden > MAX_WIDTH || self.layers > MAX_LAYERS {
+            return Err(format!(
+                "hidden {} / layers {} are over this tool's bounds ({MAX_WIDTH} / {MAX_LAYERS})",
+                self.hidden, self.layers
+            ));
+        }
+        let parameters = self.layers as u128 * 12 * (self.hidden as u128).pow(2)
+            + (self.codes as u128 + self.tokens() as u128) * self.hidden as u128;
+        if parameters > MAX_PARAMETERS as u128 {
+            return Err(format!(
+                "about {parameters} parameters, over this tool's bound of {MAX_PARAMETERS} (one device holds the model and its Adam state)"
+            ));
+        }
         if self.hidden % self.heads != 0 {
             return Err(format!("hidden {} does not divide into {} heads", self.hidden, self.heads));
         }

@@ -238,9 +238,23 @@ pub fn optimizer(options: &PriorTrainOptions) -> ModuleOptimizer {
         .init()
 }
 
+/// Refuses a prior and batch whose training step needs more memory than
+/// this process may use. The bound is a lower one (the weights with Adam's
+/// moments, the logits, one activation per layer), so a run it refuses
+/// could never run.
+fn check_step_memory(model: &PriorConfig, batch_size: usize) -> Result<()> {
+    let hidden = model.hidden as u128;
+    let parameters = model.layers as u128 * 12 * hidden * hidden;
+    let per_row = model.tokens() as u128 * (model.codes as u128 + hidden * model.layers as u128);
+    let bytes = 4 * (3 * parameters + batch_size as u128 * per_row);
+    crate::limits::check_memory(&format!("a training step of batch {batch_size}"), bytes)
+}
+
 /// Loads a prior checkpoint on `device`.
 pub fn load_prior(checkpoint: &Path, device: &Device) -> Result<(Prior, PriorRunConfig, TrainState)> {
-    let config: PriorRunConfig = checkpoint::read_json(&checkpoint.join(checkpoint::CONFIG_FILE))?;
+    let config_path = checkpoint.join(checkpoint::CONFIG_FILE);
+    let config: PriorRunConfig = checkpoint::read_json(&config_path)?;
+    config.model.validate().map_err(|e| ModelError::format(&config_path, format!("not a prior this tool builds: {e}")))?;
     let state: TrainState = checkpoint::read_json(&checkpoint.join(checkpoint::STATE_FILE))?;
     let record = checkpoint::read_record(checkpoint)?;
     let path = checkpoint.join(checkpoint::MODEL_FILE);
@@ -262,6 +276,7 @@ pub fn train_prior(
     resume: bool,
     progress: bool,
 ) -> Result<PriorTrainSummary> {
+    crate::limits::check_schedule(options.batch_size, options.steps, options.learning_rate)?;
     let device = options.backend.training_device();
     let existing = checkpoint::latest(run)?;
     let (mut prior, config, mut state, mut optim) = match (resume, existing.clone()) {
@@ -296,6 +311,7 @@ pub fn train_prior(
         }
         (_, None) => {
             model.validate().map_err(|e| ModelError::Config(format!("prior preset {}: {e}", options.preset)))?;
+            check_step_memory(&model, options.batch_size)?;
             // Refuse mismatched tables before anything is written.
             let table = TokenTable::open(&options.table.join(&options.train_split))?;
             table.check(&TokenExpectation {

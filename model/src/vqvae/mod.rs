@@ -79,6 +79,10 @@ pub const PRESETS: [&str; 7] = [
     "tiny",
 ];
 
+/// Widest layer accepted: the paper's widest is 240, and one 4x4x4
+/// convolution kernel at 4096 channels already holds 4 GB.
+pub const MAX_WIDTH: usize = 4096;
+
 impl VqVaeConfig {
     /// The named preset, or `None`. See [`PRESETS`].
     pub fn preset(name: &str) -> Option<Self> {
@@ -133,6 +137,29 @@ impl VqVaeConfig {
 
     /// Checks what `init` would otherwise panic on; names the field.
     pub fn validate(&self) -> Result<(), String> {
+        let widths = [("hidden", self.hidden), ("embedding_dim", self.embedding_dim), ("channels", self.channels)];
+        for (name, w) in widths {
+            if !(1..=MAX_WIDTH).contains(&w) {
+                return Err(format!("{name} = {w} must be in 1..={MAX_WIDTH}"));
+            }
+        }
+        if self.attention && self.position_embedding && self.hidden < 3 {
+            return Err(format!("hidden = {} must be at least 3 (one position table per axis)", self.hidden));
+        }
+        if self.residual_blocks > 64 || (self.attention && self.attention_heads == 0) {
+            return Err(format!(
+                "residual_blocks = {} (at most 64) / attention_heads = {} (at least 1) are out of range",
+                self.residual_blocks, self.attention_heads
+            ));
+        }
+        if self.input_shape.iter().any(|&n| n == 0 || n > 4096) {
+            return Err(format!("input shape {:?} is empty or over 4096 on an axis", self.input_shape));
+        }
+        for (name, v) in [("commitment", self.commitment), ("ema_decay", self.ema_decay), ("dead_code_threshold", self.dead_code_threshold)] {
+            if !v.is_finite() || v < 0.0 || (name == "ema_decay" && v >= 1.0) {
+                return Err(format!("{name} = {v} is out of range"));
+            }
+        }
         for (axis, (&f, &n)) in ["t", "h", "w"]
             .iter()
             .zip(self.downsample.iter().zip(&self.input_shape))

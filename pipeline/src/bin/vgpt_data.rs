@@ -17,6 +17,14 @@ use videogpt_pipeline::video::{DecodeOptions, ResizeFilter};
 use videogpt_pipeline::tokens::{TokenTable, find_table, table_splits, token_stats};
 use videogpt_pipeline::{ClipSampling, PrepareConfig, PrepareSummary, StartPolicy, prepare_split};
 
+/// Largest output frame side (the paper's largest is 128).
+const MAX_RESOLUTION: u32 = 1024;
+/// Most worker threads.
+const MAX_THREADS: usize = 1024;
+/// Most generated Moving MNIST sequences per split, and frames per sequence.
+const MAX_SEQUENCES: usize = 1_000_000;
+const MAX_FRAMES: usize = 10_000;
+
 #[derive(Parser)]
 #[command(
     name = "vgpt-data",
@@ -104,8 +112,8 @@ struct VideoArgs {
 
 impl VideoArgs {
     fn options(&self) -> Result<DecodeOptions> {
-        if self.resolution < 8 {
-            bail!("--resolution {}: must be at least 8", self.resolution);
+        if !(8..=MAX_RESOLUTION).contains(&self.resolution) {
+            bail!("--resolution {}: must be 8 to {MAX_RESOLUTION}", self.resolution);
         }
         if let Some(fps) = self.fps
             && !(fps > 0.0 && fps.is_finite())
@@ -252,7 +260,7 @@ impl CommonArgs {
 }
 
 fn main() -> ExitCode {
-    videogpt_pipeline::cli::main_with(|| run(Cli::parse()))
+    videogpt_pipeline::cli::main_with(|| run(videogpt_pipeline::cli::parse_args()))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -270,6 +278,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 check_name("--splits", split)?;
             }
             if let Some(n) = common.threads {
+                if !(1..=MAX_THREADS).contains(&n) {
+                    bail!("--threads {n}: must be 1 to {MAX_THREADS}");
+                }
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .build_global()
@@ -367,8 +378,11 @@ fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
                 } else {
                     (a.train_sequences, "--train-sequences")
                 };
-                if sequences == 0 {
-                    bail!("{flag} 0: the {split} split needs at least one sequence");
+                if !(1..=MAX_SEQUENCES).contains(&sequences) {
+                    bail!("{flag} {sequences}: must be 1 to {MAX_SEQUENCES}");
+                }
+                if a.frames > MAX_FRAMES {
+                    bail!("--frames {}: at most {MAX_FRAMES}", a.frames);
                 }
                 let generator = GeneratorConfig {
                     sequences,

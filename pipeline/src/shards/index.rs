@@ -134,9 +134,29 @@ impl ClipIndex {
         Ok(index)
     }
 
-    /// Every shard is a file of the split folder, and the shards' clip
-    /// counts and first clip ids add up to `num_clips`.
+    /// The clips are what this version reads (uint8 THWC in zstd frames, of
+    /// a sane shape); every shard is a file of the split folder, and the
+    /// shards' clip counts and first clip ids add up to `num_clips`.
     fn check_shards(&self, path: &Path) -> Result<()> {
+        let storage = (self.dtype.as_str(), self.layout.as_str(), self.compression.as_str());
+        if storage != ("uint8", "THWC", "zstd") {
+            return Err(PipelineError::format(
+                path,
+                format!(
+                    "clips stored as {} {} {}; this version reads uint8 THWC zstd",
+                    crate::names::quote(&self.dtype),
+                    crate::names::quote(&self.layout),
+                    crate::names::quote(&self.compression)
+                ),
+            ));
+        }
+        let values = self.clip_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if values.is_none_or(|v| v == 0 || v > 1 << 30) {
+            return Err(PipelineError::format(
+                path,
+                format!("clip_shape {:?} is empty or over 2^30 values", self.clip_shape),
+            ));
+        }
         let mut next_clip = 0u64;
         for shard in &self.shards {
             if let Some(problem) = crate::names::name_problem(&shard.file) {
