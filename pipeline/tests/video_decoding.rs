@@ -133,3 +133,20 @@ fn broken_files_are_errors_that_say_what_is_wrong() {
         Err(VideoError::Unreadable(_))
     ));
 }
+
+#[test]
+fn a_cinepak_avi_whose_repeat_frames_are_empty_chunks_is_whole() {
+    // tree.avi declares 444 frames; 376 of its index entries are zero-size
+    // "repeat the previous frame" chunks, so 68 packets reach the decoder,
+    // but their timestamps run to the end of the declared duration.
+    let path = video("opencv-doc/tree.avi");
+    let summary = decode_video(&path, &DecodeOptions::default(), &mut |_| true).unwrap();
+    assert_eq!(summary.decoded, 68);
+    // The same file cut to a fifth is still a truncated one.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.avi");
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 5]).unwrap();
+    let e = decode_video(&cut, &DecodeOptions::default(), &mut |_| true).unwrap_err();
+    assert!(matches!(e, VideoError::Truncated { declared: 444, .. }), "{e}");
+}

@@ -530,15 +530,10 @@ pub fn prior_setup(
             .with_codebook_dim(Some(vectors.dims()[1]));
         codebook = Some(vectors);
     }
+    // `TokenTable::read` refused tokens at or beyond the codebook size.
     let mut counts = vec![0u64; meta.codebook_size];
     for &t in &rows.tokens {
-        let Some(count) = counts.get_mut(t as usize) else {
-            return Err(ModelError::format(
-                train_table.dir(),
-                format!("token {t} is not a code of a {}-code codebook", meta.codebook_size),
-            ));
-        };
-        *count += 1;
+        counts[t as usize] += 1;
     }
     let unigram_bits = videogpt_pipeline::tokens::stats::entropy_bits(counts);
     Ok(PriorSetup {

@@ -57,13 +57,25 @@ pub fn idx_prefix(split: DigitSplit) -> &'static str {
     }
 }
 
+/// Most bytes an IDX file may decompress to (MNIST's largest is 47 MB).
+const MAX_IDX_BYTES: u64 = 1 << 28;
+
+/// The file, gunzipped when it is gzip: every member, as `gzip -d` reads a
+/// multi-member file (RFC 1952), and at most [`MAX_IDX_BYTES`].
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).at(path)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(MAX_IDX_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(|e| PipelineError::format(path, format!("gzip: {e}")))?;
+        if out.len() as u64 > MAX_IDX_BYTES {
+            return Err(PipelineError::format(
+                path,
+                format!("decompresses to over {MAX_IDX_BYTES} bytes; MNIST IDX files are under 50 MB"),
+            ));
+        }
         Ok(out)
     } else {
         Ok(raw)
@@ -219,6 +231,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("train-images-idx3-ubyte"), "{err}");
+    }
+
+    #[test]
+    fn a_two_member_gzip_is_read_whole() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = idx_bytes(&[4], &[1, 2, 3, 4]);
+        let mut file = Vec::new();
+        for half in [&bytes[..6], &bytes[6..]] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(half).unwrap();
+            file.extend(gz.finish().unwrap());
+        }
+        let p = dir.path().join("x-labels-idx1-ubyte.gz");
+        std::fs::write(&p, file).unwrap();
+        assert_eq!(read_maybe_gz(&p).unwrap(), bytes);
     }
 
     #[test]

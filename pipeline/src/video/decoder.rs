@@ -9,7 +9,8 @@
 //!
 //! Strictness: a file that cannot be opened, has no video stream, fails to
 //! decode a packet, hits a read error, or yields fewer than 90% of the
-//! frames its header declares (a truncated file) is an error; the caller
+//! frames its header declares while its packets' timestamps also end before
+//! 90% of the declared duration (a truncated file) is an error; the caller
 //! rejects the video rather than cut clips that skip frames.
 
 use std::path::Path;
@@ -93,6 +94,16 @@ pub enum VideoError {
     },
 }
 
+/// `frames` frames at `rate` frames/s, in units of `time_base` seconds.
+fn declared_span(frames: i64, rate: Rational, time_base: Rational) -> f64 {
+    let (r, t) = (f64::from(rate), f64::from(time_base));
+    if frames > 0 && r.is_finite() && r > 0.0 && t.is_finite() && t > 0.0 {
+        frames as f64 / r / t
+    } else {
+        0.0
+    }
+}
+
 /// Initialises FFmpeg once per process and silences its log (problems come
 /// back as errors, and a corrupt file would otherwise print hundreds of lines
 /// from many threads at once).
@@ -119,7 +130,7 @@ pub fn decode_video(
         Err(e) => return Err(VideoError::Unreadable(e)),
     }
     let mut input = ffmpeg::format::input(path).map_err(VideoError::Open)?;
-    let (stream_index, time_base, declared, source_fps, parameters) = {
+    let (stream_index, time_base, declared, declared_span, source_fps, parameters) = {
         let stream = input
             .streams()
             .best(media::Type::Video)
@@ -129,6 +140,10 @@ pub fn decode_video(
             stream.index(),
             stream.time_base(),
             stream.frames(),
+            // The time the header's frame count covers, in time-base units
+            // (FFmpeg's own duration is estimated from the file size, so it
+            // shrinks with a cut file). 0 when the rate is unknown.
+            declared_span(stream.frames(), stream.rate(), stream.time_base()),
             (rate.numerator() > 0 && rate.denominator() > 0).then(|| f64::from(rate)),
             stream.parameters(),
         )
@@ -157,11 +172,17 @@ pub fn decode_video(
         stopped: false,
     };
     let mut packet = Packet::empty();
+    // First and last time the stream's packets cover, in time-base units.
+    let mut covered: Option<(i64, i64)> = None;
     loop {
         match packet.read(&mut input) {
             Ok(()) => {
                 if packet.stream() != stream_index {
                     continue;
+                }
+                if let Some(t) = packet.pts().or(packet.dts()) {
+                    let end = t.saturating_add(packet.duration().max(0));
+                    covered = Some(covered.map_or((t, end), |(a, b)| (a.min(t), b.max(end))));
                 }
                 state
                     .decoder
@@ -197,7 +218,19 @@ pub fn decode_video(
     if state.decoded == 0 {
         return Err(VideoError::NoFrames);
     }
-    if !state.stopped && declared > 0 && (state.decoded as i64) * 10 < declared * 9 {
+    // Fewer frames than declared is a cut file only when the packets also
+    // stop short of the declared duration: containers may declare a frame
+    // per slot and store repeats as empty chunks that carry no packet
+    // (Cinepak AVIs), and then the timestamps still reach the end.
+    let covers_declared_span = match covered {
+        Some((first, last)) if declared_span > 0.0 => (last - first) as f64 >= 0.9 * declared_span,
+        _ => false,
+    };
+    if !state.stopped
+        && declared > 0
+        && (state.decoded as i64) * 10 < declared * 9
+        && !covers_declared_span
+    {
         return Err(VideoError::Truncated {
             decoded: state.decoded,
             declared,
