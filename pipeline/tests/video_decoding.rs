@@ -135,6 +135,18 @@ fn broken_files_are_errors_that_say_what_is_wrong() {
 }
 
 #[test]
+fn a_gif_screen_of_65535x1_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.gif");
+    let mut bytes = std::fs::read(video("opencv-doc/camshift_face.gif")).unwrap();
+    bytes[6..8].copy_from_slice(&65535u16.to_le_bytes());
+    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let e = decode_video(&path, &DecodeOptions::default(), &mut |_| true).unwrap_err();
+    assert!(matches!(e, VideoError::Extreme { width: 65535, height: 1, .. }), "{e}");
+}
+
+#[test]
 fn a_cinepak_avi_whose_repeat_frames_are_empty_chunks_is_whole() {
     // tree.avi declares 444 frames; 376 of its index entries are zero-size
     // "repeat the previous frame" chunks, so 68 packets reach the decoder,

@@ -130,7 +130,7 @@ impl ShardReader {
         let table_len = n
             .checked_add(1)
             .and_then(|k| k.checked_mul(8))
-            .filter(|t| t + TRAILER_LEN + 8 <= len)
+            .filter(|t| t.checked_add(TRAILER_LEN + 8).is_some_and(|end| end <= len))
             .ok_or_else(|| {
                 bad(format!(
                     "footer claims {n} clips, more than the file can hold"
@@ -242,6 +242,21 @@ mod tests {
                 .to_string()
                 .contains("too short")
         );
+    }
+
+    #[test]
+    fn a_footer_claiming_huge_clip_counts_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.clips");
+        for n in [1u64 << 61, (1 << 61) - 2, (1 << 61) - 1, u64::MAX] {
+            let mut bytes = SHARD_MAGIC.to_vec();
+            bytes.extend_from_slice(&[0; 64]);
+            bytes.extend_from_slice(&n.to_le_bytes());
+            bytes.extend_from_slice(SHARD_MAGIC);
+            std::fs::write(&path, &bytes).unwrap();
+            let e = ShardReader::open(&path).err().expect("refused").to_string();
+            assert!(e.contains("more than the file can hold"), "{n}: {e}");
+        }
     }
 
     #[test]

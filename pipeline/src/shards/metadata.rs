@@ -182,6 +182,24 @@ fn actions_column(records: &[ClipRecord], dim: usize) -> arrow::error::Result<(F
 }
 
 /// Row `i` of an `actions` column (`[T * D]` values), `None` when null.
+/// The `actions` column of `batch`, when it has one, checked to be
+/// list<fixed_size_list<float32, D>> so that [`actions_row`] cannot fail.
+pub fn checked_actions<'a>(batch: &'a RecordBatch, path: &Path) -> Result<Option<&'a ListArray>> {
+    let Some(column) = batch.column_by_name("actions") else {
+        return Ok(None);
+    };
+    let list = column.as_list_opt::<i32>().filter(|l| {
+        matches!(l.value_type(), DataType::FixedSizeList(item, _) if item.data_type() == &DataType::Float32)
+    });
+    list.map(Some).ok_or_else(|| {
+        PipelineError::format(
+            path,
+            format!("column `actions` is {}, not list<fixed_size_list<float32, D>>", column.data_type()),
+        )
+    })
+}
+
+/// Row `i` of an `actions` column checked by [`checked_actions`].
 pub fn actions_row(actions: &ListArray, i: usize) -> Option<Vec<f32>> {
     actions.is_valid(i).then(|| {
         actions
@@ -295,9 +313,7 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
         let text = batch
             .column_by_name("text")
             .and_then(|c| c.as_string_opt::<i32>());
-        let actions = batch
-            .column_by_name("actions")
-            .and_then(|c| c.as_list_opt::<i32>());
+        let actions = checked_actions(&batch, path)?;
         for i in 0..batch.num_rows() {
             let actions = actions.and_then(|a| actions_row(a, i));
             out.push(ClipRecord {
@@ -356,5 +372,27 @@ mod tests {
         let err = write_clips_table(&path, &[record(0, Some(vec![1.0; 5]))], Some(2)).unwrap_err();
         assert!(err.to_string().contains("multiple of 2"), "{err}");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_actions_column_of_another_type_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clips.parquet");
+        let base = to_batch(&[record(0, None), record(1, None)], None).unwrap();
+        // Ragged: list<list<float32>> where list<fixed_size_list<float32, D>> belongs.
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let inner = ListArray::new(item.clone(), OffsetBuffer::from_lengths([1, 2, 3]), Arc::new(Float32Array::from(vec![1.0; 6])), None);
+        let inner_field = Arc::new(Field::new("item", DataType::List(item), true));
+        let actions = ListArray::new(inner_field.clone(), OffsetBuffer::from_lengths([1, 2]), Arc::new(inner), None);
+        let mut fields: Vec<Field> = base.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("actions", DataType::List(inner_field), true));
+        let mut columns = base.columns().to_vec();
+        columns.push(Arc::new(actions));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let e = read_clips_table(&path).unwrap_err().to_string();
+        assert!(e.contains("column `actions`") && e.contains("clips.parquet"), "{e}");
     }
 }

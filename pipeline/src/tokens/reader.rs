@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::meta::{TableManifest, TokenTableMeta, read_footer};
 use crate::error::{IoContext, PipelineError, Result};
-use crate::shards::metadata::actions_row;
+use crate::shards::metadata::{actions_row, checked_actions};
 use crate::shuffle::ShuffledOrder;
 
 /// One split's complete token table.
@@ -265,9 +265,7 @@ fn read_part(
         let label = batch
             .column_by_name("label")
             .and_then(|c| c.as_primitive_opt::<Int32Type>());
-        let actions = batch
-            .column_by_name("actions")
-            .and_then(|c| c.as_list_opt::<i32>());
+        let actions = checked_actions(&batch, path)?;
         let frame_len = out.frame_len;
         let frames: Option<&[u8]> = if frame_len == 0 {
             None

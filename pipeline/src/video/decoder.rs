@@ -85,6 +85,13 @@ pub enum VideoError {
     Truncated { decoded: usize, declared: i64 },
     #[error("no decodable video frames")]
     NoFrames,
+    #[error("frames of {width}x{height} would be resized to {scaled_width}x{scaled_height}, over {MAX_SCALED_SIDE} pixels on a side")]
+    Extreme {
+        width: u32,
+        height: u32,
+        scaled_width: u32,
+        scaled_height: u32,
+    },
     #[error("frame conversion failed ({width}x{height} {format:?} to RGB24): {error}")]
     Scale {
         width: u32,
@@ -93,6 +100,9 @@ pub enum VideoError {
         error: ffmpeg::Error,
     },
 }
+
+/// Longest side a frame is resized to before the center crop.
+const MAX_SCALED_SIDE: u32 = 16_384;
 
 /// `frames` frames at `rate` frames/s, in units of `time_base` seconds.
 fn declared_span(frames: i64, rate: Rational, time_base: Rational) -> f64 {
@@ -320,6 +330,15 @@ impl DecodeState<'_> {
         let key = (frame.format(), frame.width(), frame.height());
         if self.scaler.as_ref().is_none_or(|(_, k, _)| *k != key) {
             let geometry = CropGeometry::new(key.1, key.2, self.options.resolution);
+            // A 65535x1 GIF screen would scale to millions of pixels per row.
+            if geometry.scaled_width > MAX_SCALED_SIDE || geometry.scaled_height > MAX_SCALED_SIDE {
+                return Err(VideoError::Extreme {
+                    width: key.1,
+                    height: key.2,
+                    scaled_width: geometry.scaled_width,
+                    scaled_height: geometry.scaled_height,
+                });
+            }
             let scaler = scaling::Context::get(
                 key.0,
                 key.1,
@@ -343,7 +362,11 @@ impl DecodeState<'_> {
         let (x0, y0) = (geometry.crop_x as usize * 3, geometry.crop_y as usize);
         for (y, row) in self.out.chunks_exact_mut(r * 3).enumerate() {
             let at = (y0 + y) * stride + x0;
-            row.copy_from_slice(&data[at..at + r * 3]);
+            // swscale gave a smaller frame than asked for: an error, not a panic.
+            let Some(pixels) = data.get(at..at + r * 3) else {
+                return Err(self.scale_error(key, ffmpeg::Error::InvalidData));
+            };
+            row.copy_from_slice(pixels);
         }
         Ok(())
     }
