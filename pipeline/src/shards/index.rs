@@ -150,39 +150,13 @@ impl ClipIndex {
                 ),
             ));
         }
-        let values = self.clip_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if values.is_none_or(|v| v == 0 || v > 1 << 30) {
+        check_clip_shape(path, self.clip_shape)?;
+        let shards = self.shards.iter().map(|s| (s.file.as_str(), s.first_clip, s.clips as u64));
+        let held = check_consecutive_files(path, "shard", shards)?;
+        if held != self.num_clips {
             return Err(PipelineError::format(
                 path,
-                format!("clip_shape {:?} is empty or over 2^30 values", self.clip_shape),
-            ));
-        }
-        let mut next_clip = 0u64;
-        for shard in &self.shards {
-            if let Some(problem) = crate::names::name_problem(&shard.file) {
-                return Err(PipelineError::format(
-                    path,
-                    format!("shard file {} {problem}", crate::names::quote(&shard.file)),
-                ));
-            }
-            if shard.first_clip != next_clip {
-                return Err(PipelineError::format(
-                    path,
-                    format!(
-                        "shard {} starts at clip {}, but the shards before it end at clip {next_clip}",
-                        shard.file, shard.first_clip
-                    ),
-                ));
-            }
-            next_clip = next_clip.saturating_add(shard.clips as u64);
-        }
-        if next_clip != self.num_clips {
-            return Err(PipelineError::format(
-                path,
-                format!(
-                    "its shards hold {next_clip} clips, but num_clips says {}",
-                    self.num_clips
-                ),
+                format!("its shards hold {held} clips, but num_clips says {}", self.num_clips),
             ));
         }
         Ok(())
@@ -193,6 +167,48 @@ impl ClipIndex {
         let json = serde_json::to_vec_pretty(self).expect("index serialises");
         crate::atomic::write_bytes_atomic(&path, &json).at(&path)
     }
+}
+
+/// Refuses a clip shape that is empty or over 2^30 values (a GB per clip).
+pub fn check_clip_shape(path: &Path, clip_shape: [usize; 4]) -> Result<()> {
+    let values = clip_shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if values.is_none_or(|v| v == 0 || v > 1 << 30) {
+        return Err(PipelineError::format(
+            path,
+            format!("clip_shape {clip_shape:?} is empty or over 2^30 values"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the files a manifest (`path`) lists as `(file, first clip id,
+/// clips)`, each a `kind` (shard, part): every file is a name in the
+/// manifest's folder, and the files hold consecutive clip ids from 0.
+/// Returns how many clips they hold together.
+pub fn check_consecutive_files<'a>(
+    path: &Path,
+    kind: &str,
+    files: impl Iterator<Item = (&'a str, u64, u64)>,
+) -> Result<u64> {
+    let mut next_clip = 0u64;
+    for (file, first_clip, clips) in files {
+        if let Some(problem) = crate::names::name_problem(file) {
+            return Err(PipelineError::format(
+                path,
+                format!("{kind} file {} {problem}", crate::names::quote(file)),
+            ));
+        }
+        if first_clip != next_clip {
+            return Err(PipelineError::format(
+                path,
+                format!(
+                    "{kind} {file} starts at clip {first_clip}, but the {kind}s before it end at clip {next_clip}"
+                ),
+            ));
+        }
+        next_clip = next_clip.saturating_add(clips);
+    }
+    Ok(next_clip)
 }
 
 /// Split folders named by `target`: a split folder, a clips folder, a

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, PipelineError, Result};
 use crate::shards::Preprocessing;
+use crate::shards::index::{check_clip_shape, check_consecutive_files};
 
 pub const TOKENS_FORMAT: &str = "videogpt-token-table";
 pub const TOKENS_FORMAT_VERSION: u32 = 1;
@@ -74,12 +75,9 @@ impl TokenTableMeta {
                 self.latent_grid
             ));
         }
-        let [t, h, w, c] = self.clip_shape;
-        let pixels = [t, h, w, c].iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        if pixels.is_none_or(|p| p == 0 || p > 1 << 30) {
-            return bad(format!("clip_shape {:?} is empty or over 2^30 values", self.clip_shape));
-        }
-        if self.context_frames >= t.max(1) && self.context_frames > 0 {
+        check_clip_shape(path, self.clip_shape)?;
+        let t = self.clip_shape[0];
+        if self.context_frames > 0 && self.context_frames >= t {
             return bad(format!(
                 "context_frames {} is not fewer than the {t} frames of a clip",
                 self.context_frames
@@ -267,29 +265,12 @@ impl TableManifest {
     /// parts hold consecutive clip ids from 0, and `rows` is their sum.
     fn check(&self, path: &Path) -> Result<()> {
         self.meta.check(path)?;
-        let mut next_clip = 0u64;
-        for part in &self.parts {
-            if let Some(problem) = crate::names::name_problem(&part.file) {
-                return Err(PipelineError::format(
-                    path,
-                    format!("part file {} {problem}", crate::names::quote(&part.file)),
-                ));
-            }
-            if part.first_clip != next_clip {
-                return Err(PipelineError::format(
-                    path,
-                    format!(
-                        "part {} starts at clip {}, but the parts before it end at clip {next_clip}",
-                        part.file, part.first_clip
-                    ),
-                ));
-            }
-            next_clip = next_clip.saturating_add(part.rows);
-        }
-        if next_clip != self.rows {
+        let parts = self.parts.iter().map(|p| (p.file.as_str(), p.first_clip, p.rows));
+        let held = check_consecutive_files(path, "part", parts)?;
+        if held != self.rows {
             return Err(PipelineError::format(
                 path,
-                format!("its parts hold {next_clip} rows, but rows says {}", self.rows),
+                format!("its parts hold {held} rows, but rows says {}", self.rows),
             ));
         }
         Ok(())
