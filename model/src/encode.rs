@@ -79,8 +79,8 @@ pub fn table_name(checkpoint: &Path) -> String {
 }
 
 /// Encodes the splits of `clips_root` (`datasets/<dataset>/clips`) with the
-/// checkpoint (or a run folder's latest) into
-/// `tokens_root/<table name>/<split>`.
+/// checkpoint (or a run folder's latest) into the table
+/// `tokens_root/<table name>` (`data/<split>/` and `meta/`).
 pub fn encode_latents(
     checkpoint_or_run: &Path,
     clips_root: &Path,
@@ -133,15 +133,17 @@ pub fn encode_latents(
         let meta = TokenTableMeta {
             dataset: index.dataset.clone(),
             split: split.clone(),
+            table: name.clone(),
             latent_grid: config.model.latent_shape(),
             codebook_size: config.model.codes,
             checkpoint_sha256: sha.clone(),
-            checkpoint: checkpoint.display().to_string(),
+            // Absolute, so that `sample` finds the VQ-VAE from any folder.
+            checkpoint: std::path::absolute(&checkpoint).unwrap_or_else(|_| checkpoint.clone()).display().to_string(),
             clip_shape: index.clip_shape,
             preprocessing: index.preprocessing.clone(),
             context_frames: options.context_frames,
         };
-        let out_dir = table.join(&split);
+        let out_dir = videogpt_pipeline::tokens::layout::data_dir(&table, &split);
         let plan = TablePlan::new(&split_dir, &out_dir, meta, options.rows_per_part, options.overwrite)?;
         let pending = plan.pending();
         let todo: u64 = pending.iter().map(|p| p.rows as u64).sum();
@@ -178,6 +180,10 @@ pub fn encode_latents(
             bytes: manifest.parts.iter().map(|p| p.bytes).sum(),
             seconds: started.elapsed().as_secs_f64(),
         });
+    }
+    videogpt_pipeline::card::write_table_card(&table)?;
+    if let Some(dataset_dir) = tokens_root.parent() {
+        videogpt_pipeline::card::write_dataset_card(dataset_dir)?;
     }
     Ok(summaries)
 }

@@ -27,13 +27,13 @@ pub fn resumed_data(
     match (identity(recorded), identity(given)) {
         (Some(a), Some(b)) if a == b => Ok(given.to_owned()),
         (recorded_id, _) => Err(ModelError::Config(format!(
-            "--resume: the run trained on the {what} {}, but the arguments give {}, which {}; pass the run's --root (and --table), or start a new --run",
+            "--resume: the run's {what} is {}; the arguments give {} ({}): pass the run's --root/--table or a new --run",
             recorded.display(),
             given.display(),
             if recorded_id.is_some() {
-                "holds other data or cannot be read"
+                "other data, or unreadable"
             } else {
-                "cannot be compared with it (the recorded one is gone)"
+                "not comparable: the recorded one is gone"
             }
         ))),
     }

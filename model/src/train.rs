@@ -407,10 +407,11 @@ pub fn model_config(preset: &str, overrides: &VqVaeOverrides) -> Result<VqVaeCon
     Ok(model)
 }
 
-/// The train split of `dataset` under `root` (which must be prepared) and
-/// its test split, if prepared (for the previews).
+/// The train split of `dataset` under `root` (which must be prepared; a
+/// base name like `ucf101` finds its one `ucf101-*`) and its test split, if
+/// prepared (for the previews).
 pub fn dataset_splits(root: &Path, dataset: &str) -> Result<(PathBuf, Option<PathBuf>)> {
-    let clips = videogpt_pipeline::names::join_name(root, "dataset", dataset)?.join("clips");
+    let clips = videogpt_pipeline::datasets::dataset_dir(root, dataset)?.join("clips");
     let train = clips.join("train");
     if !train.join(INDEX_FILE).is_file() {
         return Err(ModelError::Config(format!(
@@ -418,8 +419,10 @@ pub fn dataset_splits(root: &Path, dataset: &str) -> Result<(PathBuf, Option<Pat
             train.display()
         )));
     }
+    // Previews come from the test split when it has clips (TGIF's can be empty).
     let test = clips.join("test");
-    Ok((train, test.join(INDEX_FILE).is_file().then_some(test)))
+    let has_clips = videogpt_pipeline::shards::ClipIndex::read(&test).is_ok_and(|index| index.num_clips > 0);
+    Ok((train, has_clips.then_some(test)))
 }
 
 /// Refuses a model and batch whose training step needs more memory than

@@ -52,7 +52,7 @@ fn tables_hold_the_encoders_codes_exactly_and_reruns_do_nothing() {
     let (model, run_config, _) = checkpoint::load_model(&latest, &device).unwrap();
     let model = model.valid();
     for split in ["train", "test"] {
-        let table = TokenTable::open(&tokens_root.join(&name).join(split)).unwrap();
+        let table = TokenTable::open_split(&tokens_root.join(&name), split).unwrap();
         let meta = table.meta();
         assert_eq!(meta.checkpoint_sha256, sha256_file(&latest.join("model.bpk")).unwrap());
         assert_eq!(meta.latent_grid, [4, 16, 16]);
@@ -76,7 +76,7 @@ fn tables_hold_the_encoders_codes_exactly_and_reruns_do_nothing() {
     }
 
     // Rerun: nothing to encode, part files untouched.
-    let part = tokens_root.join(&name).join("train/part-00000.parquet");
+    let part = tokens_root.join(&name).join("data/train/part-00000.parquet");
     let before = std::fs::metadata(&part).unwrap().modified().unwrap();
     let again = encode_latents(&run, &clips, &tokens_root, &encode).unwrap();
     assert!(again.iter().all(|s| s.encoded == 0));
@@ -85,6 +85,6 @@ fn tables_hold_the_encoders_codes_exactly_and_reruns_do_nothing() {
     // An earlier checkpoint writes its own table folder.
     let earlier = checkpoint::checkpoints_dir(&run).join("step-00000002");
     encode_latents(&earlier, &clips, &tokens_root, &EncodeOptions { splits: vec!["test".into()], ..encode.clone() }).unwrap();
-    let other = TokenTable::open(&tokens_root.join("vqvae-mm-step-00000002/test")).unwrap();
-    assert_ne!(other.meta().checkpoint_sha256, TokenTable::open(&tokens_root.join(&name).join("test")).unwrap().meta().checkpoint_sha256);
+    let other = TokenTable::open_split(&tokens_root.join("vqvae-mm-step-00000002"), "test").unwrap();
+    assert_ne!(other.meta().checkpoint_sha256, TokenTable::open_split(&tokens_root.join(&name), "test").unwrap().meta().checkpoint_sha256);
 }

@@ -74,7 +74,7 @@ fn log(run: &Path) -> Vec<PriorStepMetrics> {
 fn prior_learns_resumes_exactly_and_samples_video() {
     let dir = tempfile::tempdir().unwrap();
     let table = tables(dir.path());
-    let meta = TokenTable::open(&table.join("train")).unwrap().meta().clone();
+    let meta = TokenTable::open_split(&table, "train").unwrap().meta().clone();
     let config = PriorConfig::preset("tiny", meta.latent_grid, meta.codebook_size).unwrap();
 
     let straight = dir.path().join("runs/prior-straight");
@@ -151,7 +151,7 @@ fn prior_learns_resumes_exactly_and_samples_video() {
     // cross-attention reads the first frame, and samples follow the
     // frames of the test clips.
     let framed = table.with_file_name("vqvae-step-00000006-context-1");
-    let framed_meta = TokenTable::open(&framed.join("train")).unwrap().meta().clone();
+    let framed_meta = TokenTable::open_split(&framed, "train").unwrap().meta().clone();
     assert_eq!(framed_meta.context_frames, 1);
     let context = FrameEncoderConfig::new(framed_meta.context_shape().unwrap()).with_width(16).with_blocks_per_stage(1);
     let frames_options = |table: &Path| PriorTrainOptions {

@@ -83,7 +83,7 @@ fn synthetic_table(dir: &Path) -> PathBuf {
             actions: None,
         })
         .collect();
-    write_clips_table(&split.join("clips.parquet"), &records, None).unwrap();
+    write_clips_table(&split.join("clips.parquet"), "train", &records, Default::default()).unwrap();
     let codes = 512usize;
     let weights: Vec<f64> = (1..=codes).map(|r| 1.0 / (r as f64).powf(1.1)).collect();
     let total: f64 = weights.iter().sum();
@@ -96,6 +96,7 @@ fn synthetic_table(dir: &Path) -> PathBuf {
     let meta = TokenTableMeta {
         dataset: "synthetic".into(),
         split: "train".into(),
+        table: "table".into(),
         latent_grid: [4, 16, 16],
         codebook_size: codes,
         checkpoint_sha256: "none".into(),
@@ -109,7 +110,7 @@ fn synthetic_table(dir: &Path) -> PathBuf {
         .unwrap(),
         context_frames: 0,
     };
-    let table = dir.join("table/train");
+    let table = videogpt_pipeline::tokens::layout::data_dir(&dir.join("table"), "train");
     let plan = TablePlan::new(&split, &table, meta, 4096, false).unwrap();
     let mut rng = SplitMix64::new(7);
     for part in plan.pending() {
@@ -156,7 +157,7 @@ fn main() {
     println!("written to {}", path.display());
 }
 
-/// Complete split tables `datasets/<dataset>/tokens/<table>/<split>`.
+/// The part folders of complete split tables under `datasets/<dataset>/tokens/` (either layout).
 fn glob_tables(datasets: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let list = |p: &Path| -> Vec<PathBuf> {
@@ -164,10 +165,8 @@ fn glob_tables(datasets: &Path) -> Vec<PathBuf> {
     };
     for dataset in list(datasets) {
         for table in list(&dataset.join("tokens")) {
-            for split in list(&table) {
-                if split.join("table.json").is_file() {
-                    out.push(split);
-                }
+            for split in videogpt_pipeline::tokens::layout::complete_splits(&table) {
+                out.push(videogpt_pipeline::tokens::layout::split_dir(&table, &split));
             }
         }
     }

@@ -143,7 +143,7 @@ fn main() {
         &testdata,
         options,
         files,
-        None,
+        Default::default(),
         Vec::new(),
         serde_json::json!({}),
     );

@@ -482,9 +482,9 @@ def case_index_json(seeds, case, rng):
 def case_token_table(seeds, case, rng):
     table = seeds.table.relative_to(seeds.base.dir)
     if rng.random() < 0.5:
-        op = prepared_case(seeds, case, f"{table}/train/table.json", rng, json_file=True, keep_tokens=True)
+        op = prepared_case(seeds, case, f"{table}/meta/train.json", rng, json_file=True, keep_tokens=True)
     else:
-        op = prepared_case(seeds, case, f"{table}/train/part-00000.parquet", rng, keep_tokens=True)
+        op = prepared_case(seeds, case, f"{table}/data/train/part-00000.parquet", rng, keep_tokens=True)
     cmd = rng.choice([
         data_cmd("stats", "moving-mnist", "--root", "root"),
         vgpt_cmd("train-prior", "moving-mnist", "tiny", "--root", "root", "--run", "runs/p", "--steps", "1",

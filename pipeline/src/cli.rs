@@ -13,6 +13,7 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(crate::progress::use_color())
         .with_target(false)
         .init();
     match run() {

@@ -10,9 +10,11 @@
 //!   and verification.
 
 pub mod atomic;
+pub mod card;
 pub mod cli;
 pub mod clip_cutter;
 pub mod clip_sampling;
+pub mod datasets;
 pub mod error;
 pub mod names;
 pub mod prepare;

@@ -168,7 +168,7 @@ pub fn prepare_split(
         shards.push(entry);
         rejects.extend(sidecar.rejects.iter().cloned());
     }
-    write_clips_table(&split_dir.join(CLIPS_TABLE_FILE), &records, spec.action_dim)?;
+    write_clips_table(&split_dir.join(CLIPS_TABLE_FILE), source.split(), &records, source.conditioning())?;
     write_rejects_table(&split_dir.join(REJECTS_TABLE_FILE), &rejects)?;
     let index = ClipIndex {
         format: FORMAT_NAME.into(),
@@ -304,7 +304,7 @@ struct ShardContext<'a> {
     split_dir: &'a Path,
     config: &'a PrepareConfig,
     fingerprint: &'a str,
-    bar: &'a indicatif::ProgressBar,
+    bar: &'a crate::progress::Progress,
     clips_done: &'a AtomicU64,
     started: Instant,
 }

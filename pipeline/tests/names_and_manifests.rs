@@ -16,6 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use common::*;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
+use videogpt_pipeline::shards::metadata::Conditioning;
 use videogpt_pipeline::shards::{ClipIndex, read_clips_table, write_clips_table};
 use videogpt_pipeline::tokens::{PartEntry, TableManifest, TablePlan, TokenTable, TokenTableMeta};
 
@@ -125,7 +126,7 @@ fn a_clips_table_that_disagrees_with_the_index_is_refused_naming_both() {
     let records = read_clips_table(&table_path).unwrap();
     let all_zero: Vec<_> = records.iter().cloned().map(|mut r| { r.clip_id = 0; r }).collect();
     for (what, rows) in [("one row fewer", records[1..].to_vec()), ("all ids 0", all_zero), ("no rows", vec![])] {
-        write_clips_table(&table_path, &rows, None).unwrap();
+        write_clips_table(&table_path, "train", &rows, Conditioning::default()).unwrap();
         let err = TablePlan::new(&train, &dir.path().join("t/train"), meta(&train), 4, false)
             .unwrap_err()
             .to_string();
@@ -133,7 +134,7 @@ fn a_clips_table_that_disagrees_with_the_index_is_refused_naming_both() {
         let out = run(&["verify", train.to_str().unwrap()]);
         assert!(!out.status.success() && text(&out).contains("CORRUPT"), "{what}: {}", text(&out));
     }
-    write_clips_table(&table_path, &records, None).unwrap();
+    write_clips_table(&table_path, "train", &records, Conditioning::default()).unwrap();
     assert!(run(&["verify", train.to_str().unwrap()]).status.success());
 }
 
@@ -212,6 +213,7 @@ fn meta(split: &Path) -> TokenTableMeta {
     TokenTableMeta {
         dataset: index.dataset,
         split: index.split,
+        table: String::new(),
         latent_grid: GRID,
         codebook_size: CODES,
         checkpoint_sha256: "ab".into(),

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
+use videogpt_pipeline::shards::metadata::Conditioning;
 use videogpt_pipeline::shards::{ClipIndex, ClipRecord, read_clips_table, write_clips_table};
 use videogpt_pipeline::testing::write_bair_split;
 use videogpt_pipeline::tokens::stats::entropy_bits;
+use videogpt_pipeline::tokens::layout::{data_dir, manifest_path};
 use videogpt_pipeline::tokens::{
     TablePlan, TokenBatches, TokenExpectation, TokenTable, TokenTableMeta, token_stats,
 };
@@ -37,6 +39,7 @@ fn meta_for(split_dir: &Path, sha: &str) -> TokenTableMeta {
     TokenTableMeta {
         dataset: index.dataset,
         split: index.split,
+        table: "test-table".into(),
         latent_grid: GRID,
         codebook_size: CODES,
         checkpoint_sha256: sha.into(),
@@ -71,7 +74,7 @@ fn tokens_and_actions_round_trip_and_reruns_write_nothing() {
     let split = prepared_bair(dir.path());
     let clips = read_clips_table(&split.join("clips.parquet")).unwrap();
     assert!(clips.len() > 10, "{} clips", clips.len());
-    let table_dir = dir.path().join("tokens/test-step-00000001/train");
+    let table_dir = data_dir(&dir.path().join("tokens/test-step-00000001"), "train");
     let meta = meta_for(&split, "aa");
     let plan = TablePlan::new(&split, &table_dir, meta.clone(), 4, false).unwrap();
     let parts = plan.parts().len();
@@ -97,10 +100,10 @@ fn tokens_and_actions_round_trip_and_reruns_write_nothing() {
     let after = std::fs::metadata(table_dir.join("part-00000.parquet")).unwrap().modified().unwrap();
     assert_eq!(before, after);
 
-    // Interrupted: one part and table.json gone -> exactly that part is redone.
+    // Interrupted: one part and the manifest gone -> exactly that part is redone.
     std::fs::remove_file(table_dir.join("part-00001.parquet")).unwrap();
-    std::fs::remove_file(table_dir.join("table.json")).unwrap();
-    assert!(TokenTable::open(&table_dir).unwrap_err().to_string().contains("table.json"));
+    std::fs::remove_file(manifest_path(&table_dir)).unwrap();
+    assert!(TokenTable::open(&table_dir).unwrap_err().to_string().contains("meta/train.json"));
     let resumed = TablePlan::new(&split, &table_dir, meta, 4, false).unwrap();
     let pending = resumed.pending();
     assert_eq!(pending.len(), 1);
@@ -114,7 +117,7 @@ fn context_frames_round_trip_in_their_own_column() {
     let dir = tempfile::tempdir().unwrap();
     let split = prepared_bair(dir.path());
     let clips = read_clips_table(&split.join("clips.parquet")).unwrap();
-    let table_dir = dir.path().join("tokens/t-context-1/train");
+    let table_dir = data_dir(&dir.path().join("tokens/t-context-1"), "train");
     let meta = TokenTableMeta { context_frames: 1, ..meta_for(&split, "dd") };
     let frame_len = meta.context_len();
     let [_, h, w, c] = meta.clip_shape;
@@ -151,7 +154,7 @@ fn context_frames_round_trip_in_their_own_column() {
 fn another_checkpoint_is_refused_until_overwrite_and_mismatched_grids_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let split = prepared_bair(dir.path());
-    let table_dir = dir.path().join("tokens/t/train");
+    let table_dir = data_dir(&dir.path().join("tokens/t"), "train");
     write_all(&TablePlan::new(&split, &table_dir, meta_for(&split, "aa"), 8, false).unwrap());
 
     let err = TablePlan::new(&split, &table_dir, meta_for(&split, "bb"), 8, false).unwrap_err();
@@ -199,7 +202,7 @@ fn labelled_split(dir: &Path) -> (PathBuf, Vec<ClipRecord>) {
             actions: None,
         })
         .collect();
-    write_clips_table(&split.join("clips.parquet"), &records, None).unwrap();
+    write_clips_table(&split.join("clips.parquet"), "labelled", &records, Conditioning { label: true, ..Conditioning::default() }).unwrap();
     (split, records)
 }
 
@@ -207,7 +210,7 @@ fn labelled_split(dir: &Path) -> (PathBuf, Vec<ClipRecord>) {
 fn label_filter_shuffled_batches_and_polars_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let (split, records) = labelled_split(dir.path());
-    let table_dir = dir.path().join("tokens/t/labelled");
+    let table_dir = data_dir(&dir.path().join("tokens/t"), "labelled");
     write_all(&TablePlan::new(&split, &table_dir, meta_for(&split, "cc"), 3, false).unwrap());
     let table = TokenTable::open(&table_dir).unwrap();
 
@@ -263,4 +266,89 @@ fn entropy_of_a_known_histogram() {
     assert!((entropy_bits([1u64, 1, 1, 1]) - 2.0).abs() < 1e-12);
     assert!((entropy_bits([5u64, 0, 0]) - 0.0).abs() < 1e-12);
     assert!((entropy_bits([1u64, 3]) - 0.811_278_124_459_132_8).abs() < 1e-12);
+}
+
+/// Rewrites the table of `split_dir` (today's layout) the way version 1
+/// stored it: flat `tokens`, no `table` column, `table.json` in the split
+/// folder `old_dir`.
+fn write_version_1(split_dir: &Path, old_dir: &Path) {
+    use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+    use videogpt_pipeline::tokens::TableManifest;
+
+    std::fs::create_dir_all(old_dir).unwrap();
+    let mut manifest = TableManifest::read(split_dir).unwrap();
+    manifest.meta.table = String::new();
+    manifest.format_version = 1;
+    for part in &manifest.parts {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(split_dir.join(&part.file)).unwrap()).unwrap();
+        let mut pairs = builder.metadata().file_metadata().key_value_metadata().unwrap().clone();
+        pairs.retain(|kv| kv.key != "videogpt.table");
+        for kv in &mut pairs {
+            if kv.key == "videogpt.format_version" {
+                kv.value = Some("1".into());
+            }
+        }
+        let props = WriterProperties::builder().set_key_value_metadata(Some(pairs)).build();
+        let mut writer = None;
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            let (mut fields, mut columns) = (Vec::new(), Vec::new());
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                match field.name().as_str() {
+                    "table" => continue,
+                    "tokens" => {
+                        let mut values = column.clone();
+                        while let Some(list) = values.as_fixed_size_list_opt() {
+                            values = list.values().clone();
+                        }
+                        let len = (values.len() / column.len()) as i32;
+                        let item = Arc::new(Field::new("item", DataType::UInt16, false));
+                        let flat = FixedSizeListArray::try_new(item, len, values, None).unwrap();
+                        fields.push(Field::new("tokens", flat.data_type().clone(), false));
+                        columns.push(Arc::new(flat) as Arc<dyn Array>);
+                    }
+                    _ => {
+                        fields.push(field.as_ref().clone());
+                        columns.push(column.clone());
+                    }
+                }
+            }
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+            let file = std::fs::File::create(old_dir.join(&part.file)).unwrap();
+            let w = writer.get_or_insert_with(|| ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).unwrap());
+            w.write(&batch).unwrap();
+        }
+        writer.unwrap().close().unwrap();
+    }
+    std::fs::write(old_dir.join("table.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
+
+#[test]
+fn tables_of_the_version_1_layout_still_read_and_give_the_same_rows_and_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (split, _) = labelled_split(dir.path());
+    let tokens = dir.path().join("tokens");
+    let table_dir = data_dir(&tokens.join("new"), "labelled");
+    write_all(&TablePlan::new(&split, &table_dir, meta_for(&split, "cc"), 3, false).unwrap());
+    write_version_1(&table_dir, &tokens.join("old/labelled"));
+
+    let new = TokenTable::open_split(&tokens.join("new"), "labelled").unwrap();
+    let old = TokenTable::open_split(&tokens.join("old"), "labelled").unwrap();
+    assert_eq!(old.dir(), tokens.join("old/labelled"));
+    assert_eq!(old.manifest().format_version, 1);
+    let (a, b) = (new.read(None).unwrap(), old.read(None).unwrap());
+    assert_eq!((a.tokens, a.clip_ids, a.labels), (b.tokens, b.clip_ids, b.labels));
+    let (sa, sb) = (token_stats(&new, 5).unwrap(), token_stats(&old, 5).unwrap());
+    assert_eq!(sa.code_counts, sb.code_counts);
+    assert_eq!(sa.entropy_per_position, sb.entropy_per_position);
+    assert_eq!(videogpt_pipeline::tokens::table_splits(&tokens.join("old")).unwrap(), vec!["labelled"]);
+    assert_eq!(videogpt_pipeline::tokens::layout::stats_path(old.dir()), tokens.join("old/labelled-stats.json"));
+    // Today's layout: only Parquet under data/, the manifest under meta/.
+    let data: Vec<_> = std::fs::read_dir(&table_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(data.iter().all(|n| n.ends_with(".parquet")), "{data:?}");
+    assert!(tokens.join("new/meta/labelled.json").is_file());
 }

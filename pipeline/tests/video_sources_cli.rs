@@ -103,6 +103,14 @@ fn ucf101_labels_splits_rejects_and_pixels() {
     );
     assert!(text(&out).contains("4 inputs rejected"), "{}", text(&out));
 
+    // `prepare ucf101` wrote `ucf101-64/`; the name the user typed finds it.
+    for cmd in ["info", "verify"] {
+        let out = run(&[cmd, "ucf101", "--root", root.to_str().unwrap()]);
+        assert!(out.status.success() && text(&out).contains("ucf101-64"), "{cmd}: {}", text(&out));
+    }
+    let out = run(&["info", "bair", "--root", root.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("ucf101-64"), "{}", text(&out));
+
     let train = root.join("ucf101-64/clips/train");
     let (rows, rejects) = split_rows(&train);
     assert_eq!(
@@ -251,6 +259,24 @@ fn tgif_text_missing_gifs_and_a_stable_split() {
         all_rejects[2].starts_with("gifs/tumblr_gone.gif\t8\tmissing on disk"),
         "{all_rejects:?}"
     );
+
+    // Every split has the same clips.parquet schema, an empty one too: with
+    // no test GIFs the test split still has `split` and `text`.
+    let schema = |root: &Path, split: &str| {
+        let file = std::fs::File::open(root.join("tgif/clips").join(split).join("clips.parquet")).unwrap();
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        builder.schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(schema(&root, "train"), schema(&root, "test"));
+    let root_empty = tmp.path().join("empty-test");
+    let out = run(&[
+        "prepare", "tgif", raw.to_str().unwrap(), "--root", root_empty.to_str().unwrap(),
+        "--test-percent", "0", "--seq-len", "8", "--start", "first", "--no-progress",
+    ]);
+    assert!(out.status.code() == Some(2) || out.status.success(), "{}", text(&out));
+    let names: Vec<String> = schema(&root_empty, "test").into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"text".to_string()) && names.contains(&"split".to_string()), "{names:?}");
+    assert_eq!(schema(&root_empty, "train"), schema(&root_empty, "test"));
 }
 
 fn python() -> PathBuf {

@@ -19,7 +19,6 @@ use videogpt_model::ops::KvPrecision;
 use videogpt_model::prior::sample::SampleOptions;
 use videogpt_model::prior::train::{Conditioning, PriorOverrides, PriorTrainOptions, prior_setup, train_prior};
 use videogpt_model::schedule::LrSchedule;
-use videogpt_pipeline::names::join_name;
 use videogpt_model::train::{RunMode, TrainOptions, VqVaeOverrides, dataset_splits, default_run_dir, model_config, train_vqvae};
 
 #[derive(Parser)]
@@ -27,6 +26,10 @@ use videogpt_model::train::{RunMode, TrainOptions, VqVaeOverrides, dataset_split
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Seconds between plain progress lines (position, rate, ETA, loss) when
+    /// stderr is not a terminal: a log file, a cluster job, `| tee`.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = videogpt_pipeline::progress::DEFAULT_LOG_EVERY_SECS)]
+    progress_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -86,7 +89,7 @@ enum Command {
         /// Override the preset's downsampling per axis, T,H,W (powers of two), e.g. 2,2,2.
         #[arg(long, value_delimiter = ',')]
         downsample: Option<Vec<usize>>,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
@@ -106,7 +109,7 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
@@ -185,7 +188,7 @@ enum Command {
         /// Continue the run folder from its latest checkpoint.
         #[arg(long)]
         resume: bool,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
@@ -238,7 +241,7 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
@@ -279,7 +282,7 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
@@ -296,7 +299,7 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
@@ -329,10 +332,29 @@ enum Command {
         /// frame-conditioned priors; the table is named `<...>-context-K`.
         #[arg(long, default_value_t = 0)]
         context_frames: usize,
-        /// No progress bar (for log files and scripts).
+        /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
     },
+}
+
+/// The folder name under `root` of the dataset the user named (`ucf101`
+/// finds the one prepared `ucf101-64`).
+fn prepared_name(root: &Path, dataset: &str) -> Result<String> {
+    let dir = videogpt_pipeline::datasets::dataset_dir(root, dataset)?;
+    Ok(dir.file_name().map_or_else(|| dataset.to_string(), |n| n.to_string_lossy().into_owned()))
+}
+
+/// The prior preset named like the dataset: `ucf101-64` trains `ucf101`'s.
+fn default_prior_preset(dataset: &str) -> String {
+    let presets = videogpt_model::prior::PRIOR_PRESETS;
+    if presets.contains(&dataset) {
+        return dataset.to_string();
+    }
+    match dataset.rsplit_once('-') {
+        Some((base, res)) if res.chars().all(|c| c.is_ascii_digit()) && presets.contains(&base) => base.to_string(),
+        _ => dataset.to_string(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -343,6 +365,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    videogpt_pipeline::progress::set_log_every(cli.progress_every);
     match cli.command {
         Command::TrainVqvae {
             dataset,
@@ -365,6 +388,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             downsample,
             no_progress,
         } => {
+            let dataset = prepared_name(&root, &dataset)?;
             let preset = preset.unwrap_or_else(|| dataset.clone());
             let overrides = VqVaeOverrides { no_attention, codes, hidden, downsample };
             let model = model_config(&preset, &overrides)?;
@@ -447,7 +471,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             resume,
             no_progress,
         } => {
-            let preset = preset.unwrap_or_else(|| dataset.clone());
+            let dataset = prepared_name(&root, &dataset)?;
+            let preset = preset.unwrap_or_else(|| default_prior_preset(&dataset));
             let overrides = PriorOverrides {
                 hidden,
                 layers,
@@ -457,7 +482,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 frame_width,
                 codebook_embedding,
             };
-            let setup = prior_setup(&join_name(&root, "dataset", &dataset)?.join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
+            let setup = prior_setup(&videogpt_pipeline::datasets::dataset_dir(&root, &dataset)?.join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
             let run = run.unwrap_or_else(|| PathBuf::from("runs").join(format!("prior-{dataset}-{preset}")));
             let options = PriorTrainOptions {
                 conditioning: condition,
@@ -612,6 +637,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             context_frames,
             no_progress,
         } => {
+            let dataset = prepared_name(&root, &dataset)?;
             let checkpoint = match checkpoint {
                 Some(c) => c,
                 None => {
@@ -620,7 +646,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     run
                 }
             };
-            let dataset_dir = join_name(&root, "dataset", &dataset)?;
+            let dataset_dir = videogpt_pipeline::datasets::dataset_dir(&root, &dataset)?;
             let options = EncodeOptions {
                 splits,
                 batch_size,

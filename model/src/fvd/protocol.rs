@@ -181,7 +181,7 @@ impl Set<'_> {
         &mut self,
         ids: &[u64],
         embedder: &Embedder,
-        bar: &indicatif::ProgressBar,
+        bar: &videogpt_pipeline::progress::Progress,
     ) -> Result<()> {
         let missing: Vec<u64> = ids
             .iter()

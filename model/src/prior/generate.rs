@@ -185,7 +185,8 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
 /// (split `context_split`): the clip `context_clip` for all, or the split's
 /// first clips, one per sample. Returns the clip ids and the frame bytes.
 fn context_frames(config: &PriorRunConfig, options: &GenerateOptions) -> Result<(Vec<u64>, Vec<u8>)> {
-    let dir = videogpt_pipeline::names::join_name(&config.train.table, "--context-split", &options.context_split)?;
+    videogpt_pipeline::names::check_name("--context-split", &options.context_split)?;
+    let dir = videogpt_pipeline::tokens::layout::split_dir(&config.train.table, &options.context_split);
     let rows = videogpt_pipeline::tokens::TokenTable::open(&dir)?.read(None)?;
     if rows.frames.is_none() || rows.rows() == 0 {
         return Err(ModelError::format(&dir, "holds no conditioning frames for this frame-conditioned prior"));

@@ -195,7 +195,7 @@ pub fn check_conditioning(model: &PriorConfig, conditioning: Conditioning, meta:
 
 /// Loads a split's rows and checks them against the model.
 fn load_split(table: &Path, split: &str, config: &PriorConfig) -> Result<(TokenTable, TokenRows)> {
-    let t = TokenTable::open(&table.join(split))?;
+    let t = TokenTable::open_split(table, split)?;
     t.check(&TokenExpectation {
         latent_grid: config.latent_grid,
         codebook_size: config.codes,
@@ -297,7 +297,7 @@ pub fn train_prior(
             }
             let split = config.train.train_split.clone();
             let identity = |table: &Path| {
-                TableManifest::read(&table.join(&split))
+                TableManifest::read(&videogpt_pipeline::tokens::layout::split_dir(table, &split))
                     .ok()
                     .map(|m| format!("{} {} {}", m.meta.checkpoint_sha256, m.meta.context_frames, m.rows))
             };
@@ -313,7 +313,7 @@ pub fn train_prior(
             model.validate().map_err(|e| ModelError::Config(format!("prior preset {}: {e}", options.preset)))?;
             check_step_memory(&model, options.batch_size)?;
             // Refuse mismatched tables before anything is written.
-            let table = TokenTable::open(&options.table.join(&options.train_split))?;
+            let table = TokenTable::open_split(&options.table, &options.train_split)?;
             table.check(&TokenExpectation {
                 latent_grid: model.latent_grid,
                 codebook_size: model.codes,
@@ -336,8 +336,15 @@ pub fn train_prior(
 
     let (_, train_rows) = load_split(&config.train.table, &config.train.train_split, &config.model)?;
     let test_rows = match &config.train.test_split {
-        Some(split) if config.train.table.join(split).join("table.json").is_file() => {
-            Some(load_split(&config.train.table, split, &config.model)?.1)
+        Some(split) if videogpt_pipeline::tokens::layout::complete_splits(&config.train.table).contains(split) => {
+            // An empty test split (TGIF's can be) means no evaluation, not a failed run.
+            let empty = TokenTable::open_split(&config.train.table, split)?.rows() == 0;
+            if empty {
+                tracing::warn!(split = %split, "the test token table has no rows: no test bits/dim");
+                None
+            } else {
+                Some(load_split(&config.train.table, split, &config.model)?.1)
+            }
         }
         _ => None,
     };
@@ -471,7 +478,7 @@ pub fn prior_setup(
     backend: BackendKind,
 ) -> Result<PriorSetup> {
     let table = videogpt_pipeline::tokens::find_table(tokens_dir, table)?;
-    let train_table = TokenTable::open(&table.join("train"))?;
+    let train_table = TokenTable::open_split(&table, "train")?;
     let meta = train_table.meta().clone();
     let Some(mut model) = PriorConfig::preset(preset, meta.latent_grid, meta.codebook_size) else {
         return Err(ModelError::Config(format!(

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use videogpt_pipeline::names::{check_name, join_name};
+use videogpt_pipeline::datasets::dataset_dir;
+use videogpt_pipeline::names::check_name;
 use videogpt_pipeline::shards::index::find_split_dirs;
 use videogpt_pipeline::shards::{ClipIndex, verify_split};
 use videogpt_pipeline::sources::ClipSource;
@@ -34,6 +35,10 @@ const MAX_FRAMES: usize = 10_000;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Seconds between plain progress lines (position, rate, ETA, loss) when
+    /// stderr is not a terminal: a log file, a cluster job, `| tee`.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = videogpt_pipeline::progress::DEFAULT_LOG_EVERY_SECS)]
+    progress_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +66,16 @@ enum Command {
         /// Data root: holds <dataset>/clips and <dataset>/tokens.
         #[arg(long, default_value = "datasets")]
         root: PathBuf,
+    },
+    /// Write one clip's pixels as a NumPy .npy file (uint8 [T, H, W, C]).
+    Clip {
+        /// A prepared split folder (datasets/<dataset>/clips/<split>).
+        split: PathBuf,
+        /// The clip id (its row in clips.parquet).
+        clip: u64,
+        /// The .npy file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Token statistics of a dataset's token table (polars): code usage,
     /// entropy, perplexity, dead codes, entropy per position, per label.
@@ -201,7 +216,7 @@ struct CommonArgs {
     /// Replace a split prepared with other settings.
     #[arg(long)]
     overwrite: bool,
-    /// No progress bar.
+    /// No progress: neither the bar on a terminal nor the periodic lines in a log.
     #[arg(long)]
     no_progress: bool,
 }
@@ -264,6 +279,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    videogpt_pipeline::progress::set_log_every(cli.progress_every);
     match cli.command {
         Command::Prepare { dataset } => {
             let common = match &dataset {
@@ -293,6 +309,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Dataset::Tgif(a) => prepare_tgif(a)?,
                 Dataset::Vizdoom(a) => prepare_vizdoom(a)?,
             };
+            // The dataset card lists every prepared split and token table.
+            if let Some(dataset_dir) = summaries.first().and_then(|s| s.dir.parent()).and_then(Path::parent) {
+                videogpt_pipeline::card::write_dataset_card(dataset_dir)?;
+            }
             report(&summaries)
         }
         Command::Verify { target, root, deep } => {
@@ -328,12 +348,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for split in &splits {
                 check_name("--splits", split)?;
             }
-            let table = find_table(&join_name(&root, "dataset", &dataset)?.join("tokens"), table.as_deref())?;
+            let table = find_table(&dataset_dir(&root, &dataset)?.join("tokens"), table.as_deref())?;
             let splits = if splits.is_empty() { table_splits(&table)? } else { splits };
             for split in splits {
-                let stats = token_stats(&TokenTable::open(&table.join(&split))?, top)?;
+                let split_table = TokenTable::open_split(&table, &split)?;
+                let stats = token_stats(&split_table, top)?;
                 print!("{}", stats.report());
-                let json = table.join(format!("{split}-stats.json"));
+                let json = videogpt_pipeline::tokens::layout::stats_path(split_table.dir());
                 videogpt_pipeline::atomic::write_bytes_atomic(
                     &json,
                     &serde_json::to_vec_pretty(&stats).expect("stats serialise"),
@@ -341,6 +362,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("writing {}", json.display()))?;
                 println!("  written to {}", json.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clip { split, clip, out } => {
+            let shards = videogpt_pipeline::shards::ClipShards::open(&split)?;
+            let pixels = shards.clip(clip)?;
+            videogpt_pipeline::testing::write_npy_u8(&out, &shards.clip_shape(), &pixels)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { target, root } => {

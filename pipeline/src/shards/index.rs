@@ -215,11 +215,12 @@ pub fn check_consecutive_files<'a>(
 /// dataset folder, or a dataset name under `root`.
 pub fn find_split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
     let path = PathBuf::from(target);
-    let candidates = [
-        path.clone(),
-        path.join("clips"),
-        root.join(target).join("clips"),
-    ];
+    let mut candidates = vec![path.clone(), path.join("clips")];
+    // A bare name is a dataset under `root` (`ucf101` finds `ucf101-64`).
+    let as_name = crate::names::check_name("dataset", target).is_ok() && !path.is_dir();
+    if as_name {
+        candidates.push(crate::datasets::dataset_dir(root, target)?.join("clips"));
+    }
     for c in candidates {
         if c.join(INDEX_FILE).is_file() {
             return Ok(vec![c]);
@@ -238,8 +239,8 @@ pub fn find_split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
     }
     Err(PipelineError::Config {
         what: format!(
-            "{target}: no prepared split found (no index.json there, in {target}/clips/*, or in {}/{target}/clips/*)",
-            root.display()
+            "{target}: no prepared split found (no index.json there, in {target}/clips/*{})",
+            if as_name { format!(", or in the dataset's clips/*under {}", root.display()) } else { String::new() }
         ),
     })
 }

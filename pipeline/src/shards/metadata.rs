@@ -2,11 +2,13 @@
 //! conditioning (label, text, actions). Arrow + Parquet (ZSTD), readable by
 //! polars, pyarrow and DuckDB.
 //!
-//! Columns: `clip_id` u64, `shard` u32, `index_in_shard` u32, `video` u64
+//! Columns: `clip_id` u64, `split` utf8, `shard` u32, `index_in_shard` u32, `video` u64
 //! (index of the source video in the split), `source` utf8 (file, with
 //! `#record` for multi-record files), `start_frame` u32, and when the dataset
 //! has them `label` i32, `text` utf8, `actions` list<fixed_size_list<f32, D>>
-//! (one action vector per clip frame).
+//! (one action vector per clip frame). Which of the last three a split has
+//! is decided by its dataset ([`Conditioning`]), so every split, empty or
+//! not, has the same schema.
 
 use std::fs::File;
 use std::path::Path;
@@ -42,14 +44,51 @@ pub struct ClipRecord {
     pub actions: Option<Vec<f32>>,
 }
 
-/// Writes `records` to `path` atomically. `action_dim` is `D` of the
-/// actions column, when present.
+/// The conditioning columns a dataset's tables carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conditioning {
+    /// `label` (i32): UCF-101's class.
+    pub label: bool,
+    /// `text` (utf8): TGIF's description.
+    pub text: bool,
+    /// `D` of the `actions` column (BAIR, ViZDoom).
+    pub action_dim: Option<usize>,
+}
+
+impl Conditioning {
+    /// The conditioning columns of a clips.parquet file, from its schema.
+    pub fn of_clips_table(path: &Path) -> Result<Self> {
+        let file = File::open(path).at(path)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| PipelineError::Parquet {
+            path: path.into(),
+            source: e,
+        })?;
+        let schema = builder.schema();
+        let has = |name: &str, ty: &DataType| schema.field_with_name(name).is_ok_and(|f| f.data_type() == ty);
+        let action_dim = schema.field_with_name("actions").ok().and_then(|f| match f.data_type() {
+            DataType::List(vector) => match vector.data_type() {
+                DataType::FixedSizeList(_, d) => Some(*d as usize),
+                _ => None,
+            },
+            _ => None,
+        });
+        Ok(Self {
+            label: has("label", &DataType::Int32),
+            text: has("text", &DataType::Utf8),
+            action_dim,
+        })
+    }
+}
+
+/// Writes the clips of `split` to `path` atomically, with the dataset's
+/// conditioning columns.
 pub fn write_clips_table(
     path: &Path,
+    split: &str,
     records: &[ClipRecord],
-    action_dim: Option<usize>,
+    columns: Conditioning,
 ) -> Result<()> {
-    let batch = to_batch(records, action_dim).map_err(|e| PipelineError::Arrow {
+    let batch = to_batch(split, records, columns).map_err(|e| PipelineError::Arrow {
         path: path.into(),
         source: e,
     })?;
@@ -78,21 +117,24 @@ pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch, props: WriterPrope
 }
 
 fn to_batch(
+    split: &str,
     records: &[ClipRecord],
-    action_dim: Option<usize>,
+    columns: Conditioning,
 ) -> arrow::error::Result<RecordBatch> {
     let mut fields = vec![
         Field::new("clip_id", DataType::UInt64, false),
+        Field::new("split", DataType::Utf8, false),
         Field::new("shard", DataType::UInt32, false),
         Field::new("index_in_shard", DataType::UInt32, false),
         Field::new("video", DataType::UInt64, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("start_frame", DataType::UInt32, false),
     ];
-    let mut columns: Vec<ArrayRef> = vec![
+    let mut arrays: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(
             records.iter().map(|r| r.clip_id),
         )),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|_| split))),
         Arc::new(UInt32Array::from_iter_values(
             records.iter().map(|r| r.shard),
         )),
@@ -109,11 +151,11 @@ fn to_batch(
             records.iter().map(|r| r.start_frame),
         )),
     ];
-    for (field, column) in conditioning_columns(records, action_dim)? {
+    for (field, column) in conditioning_columns(records, columns)? {
         fields.push(field);
-        columns.push(column);
+        arrays.push(column);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
 
 /// The conditioning columns of `records` that the dataset has: `label`
@@ -121,16 +163,16 @@ fn to_batch(
 /// clips.parquet and the token tables, so both carry the same columns.
 pub fn conditioning_columns(
     records: &[ClipRecord],
-    action_dim: Option<usize>,
+    columns: Conditioning,
 ) -> arrow::error::Result<Vec<(Field, ArrayRef)>> {
     let mut out: Vec<(Field, ArrayRef)> = Vec::new();
-    if records.iter().any(|r| r.label.is_some()) {
+    if columns.label {
         out.push((
             Field::new("label", DataType::Int32, true),
             Arc::new(Int32Array::from_iter(records.iter().map(|r| r.label))),
         ));
     }
-    if records.iter().any(|r| r.text.is_some()) {
+    if columns.text {
         out.push((
             Field::new("text", DataType::Utf8, true),
             Arc::new(StringArray::from_iter(
@@ -138,7 +180,7 @@ pub fn conditioning_columns(
             )),
         ));
     }
-    if let Some(dim) = action_dim {
+    if let Some(dim) = columns.action_dim {
         out.push(actions_column(records, dim)?);
     }
     Ok(out)
@@ -338,6 +380,11 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
 mod tests {
     use super::*;
 
+    /// Every conditioning column, actions of `dim` values per frame.
+    fn actions(dim: usize) -> Conditioning {
+        Conditioning { label: true, text: true, action_dim: Some(dim) }
+    }
+
     fn record(i: u64, actions: Option<Vec<f32>>) -> ClipRecord {
         ClipRecord {
             clip_id: i,
@@ -361,7 +408,7 @@ mod tests {
             record(1, Some(vec![9.0, 8.0, 7.0, 6.0, 5.0, 4.0])),
             record(2, None),
         ];
-        write_clips_table(&path, &records, Some(2)).unwrap();
+        write_clips_table(&path, "train", &records, actions(2)).unwrap();
         assert_eq!(read_clips_table(&path).unwrap(), records);
     }
 
@@ -369,7 +416,7 @@ mod tests {
     fn action_values_must_fill_whole_vectors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clips.parquet");
-        let err = write_clips_table(&path, &[record(0, Some(vec![1.0; 5]))], Some(2)).unwrap_err();
+        let err = write_clips_table(&path, "train", &[record(0, Some(vec![1.0; 5]))], actions(2)).unwrap_err();
         assert!(err.to_string().contains("multiple of 2"), "{err}");
         assert!(!path.exists());
     }
@@ -378,7 +425,7 @@ mod tests {
     fn an_actions_column_of_another_type_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clips.parquet");
-        let base = to_batch(&[record(0, None), record(1, None)], None).unwrap();
+        let base = to_batch("train", &[record(0, None), record(1, None)], Conditioning::default()).unwrap();
         // Ragged: list<list<float32>> where list<fixed_size_list<float32, D>> belongs.
         let item = Arc::new(Field::new("item", DataType::Float32, true));
         let inner = ListArray::new(item.clone(), OffsetBuffer::from_lengths([1, 2, 3]), Arc::new(Float32Array::from(vec![1.0; 6])), None);

@@ -15,6 +15,7 @@ pub mod ucf101;
 pub mod video_files;
 pub mod vizdoom;
 
+use crate::shards::metadata::Conditioning;
 use crate::shards::Reject;
 
 /// One video of a split, as listed at plan time.
@@ -63,6 +64,16 @@ pub trait ClipSource: Sync {
     fn dataset(&self) -> &str;
     fn split(&self) -> &str;
     fn frame_spec(&self) -> FrameSpec;
+    /// The conditioning columns of the dataset's tables. The same for every
+    /// split, empty or not; sources whose videos all carry the same fields
+    /// can let it follow from them.
+    fn conditioning(&self) -> Conditioning {
+        Conditioning {
+            label: self.videos().iter().any(|v| v.label.is_some()),
+            text: self.videos().iter().any(|v| v.text.is_some()),
+            action_dim: self.frame_spec().action_dim,
+        }
+    }
     /// The split's videos, in a fixed order.
     fn videos(&self) -> &[VideoItem];
     /// Inputs found unusable while listing the videos.

@@ -12,6 +12,7 @@
 //! frame count, so FFmpeg would decode the frames before the cut without a
 //! word; a complete GIF ends with the trailer byte 0x3B ([`gif_is_complete`]).
 
+use crate::shards::metadata::Conditioning;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -147,7 +148,7 @@ pub fn open(
         "test_percent": test_percent,
     });
     Ok(VideoFiles::new(
-        "tgif", split, raw, options, files, None, rejects, describe,
+        "tgif", split, raw, options, files, Conditioning { text: true, ..Conditioning::default() }, rejects, describe,
     ))
 }
 

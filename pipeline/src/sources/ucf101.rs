@@ -16,6 +16,7 @@
 //! reference loaders do) loses that class. Listed files missing on disk are
 //! rejects; the rest of the split is prepared.
 
+use crate::shards::metadata::Conditioning;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -183,7 +184,7 @@ pub fn open(
         &layout.raw,
         options,
         files,
-        None,
+        Conditioning { label: true, ..Conditioning::default() },
         rejects,
         describe,
     ))

@@ -1,6 +1,7 @@
 //! A split made of video files on disk, decoded with FFmpeg: what UCF-101,
 //! TGIF and ViZDoom have in common once their listings are read.
 
+use crate::shards::metadata::Conditioning;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -27,7 +28,7 @@ pub struct VideoFiles {
     options: DecodeOptions,
     files: Vec<VideoFile>,
     items: Vec<VideoItem>,
-    action_dim: Option<usize>,
+    columns: Conditioning,
     plan_rejects: Vec<Reject>,
     describe: serde_json::Value,
 }
@@ -41,7 +42,7 @@ impl VideoFiles {
         raw: &Path,
         options: DecodeOptions,
         files: Vec<VideoFile>,
-        action_dim: Option<usize>,
+        columns: Conditioning,
         plan_rejects: Vec<Reject>,
         describe: serde_json::Value,
     ) -> Self {
@@ -60,7 +61,7 @@ impl VideoFiles {
             options,
             files,
             items,
-            action_dim,
+            columns,
             plan_rejects,
             describe,
         }
@@ -143,8 +144,12 @@ impl ClipSource for VideoFiles {
             resize: format!("shorter side to {r}, swscale {}", self.options.filter),
             crop: "center".into(),
             fps: self.options.fps,
-            action_dim: self.action_dim,
+            action_dim: self.columns.action_dim,
         }
+    }
+
+    fn conditioning(&self) -> Conditioning {
+        self.columns
     }
 
     fn videos(&self) -> &[VideoItem] {

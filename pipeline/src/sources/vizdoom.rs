@@ -12,6 +12,7 @@
 //! `buttons`) chosen at that frame; it becomes the clips' `actions`. Episodes
 //! are split by a [`HashSplit`] on their path (10% test by default).
 
+use crate::shards::metadata::Conditioning;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -149,7 +150,7 @@ pub fn open(
         raw,
         options,
         files,
-        Some(table.dim),
+        Conditioning { action_dim: Some(table.dim), ..Conditioning::default() },
         rejects,
         describe,
     ))

@@ -1,28 +1,35 @@
 //! What a token table says about itself: the Parquet key-value metadata of
-//! every part file, and `table.json`, written last, whose presence means the
-//! split's table is complete.
+//! every part file, and the split's manifest (`meta/<split>.json`, see
+//! [`super::layout`]), written last, whose presence means the split's table
+//! is complete.
 
 use std::path::Path;
 
 use parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
 
+use super::layout::manifest_path;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::shards::Preprocessing;
 use crate::shards::index::{check_clip_shape, check_consecutive_files};
 
 pub const TOKENS_FORMAT: &str = "videogpt-token-table";
-pub const TOKENS_FORMAT_VERSION: u32 = 1;
-pub const TABLE_FILE: &str = "table.json";
+/// 2: parts in `data/<split>/`, manifests in `meta/`, a `table` column and
+/// `tokens` nested as `[t][h][w]`. Version 1 tables are still read.
+pub const TOKENS_FORMAT_VERSION: u32 = 2;
 /// Key prefix of the Parquet key-value metadata.
 const KEY: &str = "videogpt.";
 
 /// Everything that decides what the tokens mean. Identical in every part
-/// file of a table and in its `table.json`.
+/// file of a table and in its manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenTableMeta {
     pub dataset: String,
     pub split: String,
+    /// The table's folder name, also stored in every row's `table` column
+    /// (empty in version 1 tables, which have no such column).
+    #[serde(default)]
+    pub table: String,
     /// Latent grid `[t, h, w]`; tokens are stored in this raster order.
     pub latent_grid: [usize; 3],
     /// Number of codes; every token is below it.
@@ -124,6 +131,9 @@ impl TokenTableMeta {
             KeyValue::new(format!("{KEY}clip_shape"), json(&self.clip_shape)),
             KeyValue::new(format!("{KEY}preprocessing"), json(&self.preprocessing)),
         ];
+        if !self.table.is_empty() {
+            pairs.push(KeyValue::new(format!("{KEY}table"), self.table.clone()));
+        }
         // Optional (absent = 0), so tables without frames read as before.
         if self.context_frames > 0 {
             pairs.push(KeyValue::new(
@@ -162,6 +172,7 @@ impl TokenTableMeta {
         let meta = Self {
             dataset: get("dataset")?.to_string(),
             split: get("split")?.to_string(),
+            table: get("table").map(str::to_string).unwrap_or_default(),
             latent_grid: parse(path, "latent_grid", get("latent_grid")?)?,
             codebook_size: parse(path, "codebook_size", get("codebook_size")?)?,
             checkpoint_sha256: get("checkpoint_sha256")?.to_string(),
@@ -211,7 +222,7 @@ pub struct PartEntry {
     pub bytes: u64,
 }
 
-/// `table.json`: the metadata, the parts and the totals; written last.
+/// The split's manifest: the metadata, the parts and the totals; written last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableManifest {
     pub format: String,
@@ -233,15 +244,16 @@ impl TableManifest {
         }
     }
 
-    /// Reads `<dir>/table.json`; a missing file means the table is not
-    /// complete (or not there).
+    /// Reads the manifest of the split whose parts are in `dir`; a missing
+    /// file means the table is not complete (or not there).
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(TABLE_FILE);
+        let path = manifest_path(dir);
         if !path.is_file() {
             return Err(PipelineError::format(
                 dir,
                 format!(
-                    "no complete token table here ({TABLE_FILE} is missing; run `encode-latents` to write or finish it)"
+                    "no complete token table here ({} is missing; run `encode-latents` to write or finish it)",
+                    path.display()
                 ),
             ));
         }
@@ -276,8 +288,12 @@ impl TableManifest {
         Ok(())
     }
 
+    /// Writes the manifest of the split whose parts are in `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(TABLE_FILE);
+        let path = manifest_path(dir);
+        if let Some(meta_dir) = path.parent() {
+            std::fs::create_dir_all(meta_dir).at(meta_dir)?;
+        }
         let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
         crate::atomic::write_bytes_atomic(&path, &json).at(&path)
     }

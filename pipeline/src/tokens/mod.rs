@@ -1,14 +1,16 @@
 //! Token tables: the VQ-VAE codes of every clip of a split, cached as Parquet
 //! so priors train without rerunning the VQ-VAE (see datasets/README.md).
 //!
-//! `datasets/<dataset>/tokens/<name>/<split>/part-NNNNN.parquet` + `table.json`.
-//! One row per clip: `clip_id` u64, `split` utf8, the conditioning columns
-//! of clips.parquet (`label`, `text`, `actions`) when the dataset has them,
-//! and `tokens`, a fixed-size list of uint16 in (t, h, w) raster order.
+//! `datasets/<dataset>/tokens/<name>/data/<split>/part-NNNNN.parquet`, the
+//! manifests and statistics in `<name>/meta/` ([`layout`]).
+//! One row per clip: `clip_id` u64, `split` utf8, `table` utf8, the
+//! conditioning columns of clips.parquet (`label`, `text`, `actions`) when
+//! the dataset has them, and `tokens`, uint16 `[t][h][w]`.
 //! Every part carries the table's metadata as Parquet key-value pairs
 //! (`videogpt.*`): format version, latent grid, codebook size, the SHA-256
 //! of the VQ-VAE weights, the clip preprocessing.
 
+pub mod layout;
 pub mod meta;
 pub mod plan;
 pub mod reader;

@@ -1,14 +1,17 @@
 //! Writing a split's token table resumably: the clips are cut into parts of
 //! consecutive clip ids; a part already on disk with the same metadata is
 //! kept, so an interrupted `encode-latents` continues where it stopped and a
-//! rerun with the same checkpoint writes nothing. `table.json` is written
+//! rerun with the same checkpoint writes nothing. The manifest is written
 //! last.
 
 use std::path::{Path, PathBuf};
 
-use super::meta::{PartEntry, TABLE_FILE, TableManifest, TokenTableMeta, read_footer};
+use super::layout::manifest_path;
+use super::meta::{PartEntry, TableManifest, TokenTableMeta, read_footer};
 use super::writer::write_token_part;
 use crate::error::{IoContext, PipelineError, Result};
+use crate::shards::index::CLIPS_TABLE_FILE;
+use crate::shards::metadata::Conditioning;
 use crate::shards::{ClipIndex, ClipRecord, read_split_clips};
 
 /// Default clips per part file.
@@ -39,7 +42,7 @@ pub struct TablePlan {
     dir: PathBuf,
     meta: TokenTableMeta,
     records: Vec<ClipRecord>,
-    action_dim: Option<usize>,
+    columns: Conditioning,
     parts: Vec<PartPlan>,
 }
 
@@ -59,11 +62,7 @@ impl TablePlan {
         }
         let index = ClipIndex::read(clips_split)?;
         let records = read_split_clips(clips_split, &index)?;
-        let clip_frames = meta.clip_shape[0];
-        let action_dim = records
-            .iter()
-            .find_map(|r| r.actions.as_ref())
-            .map(|a| a.len() / clip_frames.max(1));
+        let columns = Conditioning::of_clips_table(&clips_split.join(CLIPS_TABLE_FILE))?;
         let mut parts = Vec::new();
         for (index, chunk) in records.chunks(rows_per_part).enumerate() {
             parts.push(PartPlan {
@@ -77,7 +76,7 @@ impl TablePlan {
             dir: table_dir.to_path_buf(),
             meta,
             records,
-            action_dim,
+            columns,
             parts,
         };
         plan.guard_existing(overwrite)?;
@@ -90,7 +89,7 @@ impl TablePlan {
             return Ok(());
         }
         crate::atomic::remove_stale_temps(&self.dir).at(&self.dir)?;
-        let manifest = self.dir.join(TABLE_FILE);
+        let manifest = manifest_path(&self.dir);
         let mut foreign: Vec<PathBuf> = Vec::new();
         if manifest.is_file() {
             match TableManifest::read(&self.dir) {
@@ -159,11 +158,11 @@ impl TablePlan {
     pub fn write(&self, part: &PartPlan, tokens: &[u16], frames: Option<&[u8]>) -> Result<()> {
         let records = &self.records[part.offset..part.offset + part.rows];
         let path = self.dir.join(part.file_name());
-        write_token_part(&path, &self.meta, records, tokens, frames, self.action_dim)?;
+        write_token_part(&path, &self.meta, records, tokens, frames, self.columns)?;
         Ok(())
     }
 
-    /// Writes table.json once every part is on disk; returns the manifest.
+    /// Writes the manifest once every part is on disk; returns the manifest.
     pub fn finish(&self) -> Result<TableManifest> {
         let mut entries = Vec::with_capacity(self.parts.len());
         for part in &self.parts {

@@ -97,8 +97,15 @@ impl TokenRows {
 }
 
 impl TokenTable {
-    /// Opens `<tokens>/<name>/<split>`: reads table.json and checks that
-    /// every part file is there with the same metadata.
+    /// Opens the split `split` of the table folder `table` (either layout,
+    /// see [`super::layout`]).
+    pub fn open_split(table: &Path, split: &str) -> Result<Self> {
+        crate::names::check_name("split", split)?;
+        Self::open(&super::layout::split_dir(table, split))
+    }
+
+    /// Opens the table whose parts are in `dir`: reads its manifest and
+    /// checks that every part file is there with the same metadata.
     pub fn open(dir: &Path) -> Result<Self> {
         let manifest = TableManifest::read(dir)?;
         for part in &manifest.parts {
@@ -109,14 +116,14 @@ impl TokenTable {
                     &path,
                     format!(
                         "its metadata differs from {} (written by another checkpoint or settings); rerun encode-latents with --overwrite",
-                        dir.join(super::meta::TABLE_FILE).display()
+                        super::layout::manifest_path(dir).display()
                     ),
                 ));
             }
             if rows != part.rows {
                 return Err(PipelineError::format(
                     &path,
-                    format!("{rows} rows, table.json says {}", part.rows),
+                    format!("{rows} rows, its manifest says {}", part.rows),
                 ));
             }
         }
@@ -230,19 +237,11 @@ fn read_part(
             .column_by_name("clip_id")
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
             .ok_or_else(|| missing("clip_id"))?;
-        let tokens = batch
-            .column_by_name("tokens")
-            .and_then(|c| c.as_fixed_size_list_opt())
-            .filter(|l| l.value_length() as usize == len)
+        let tokens = batch.column_by_name("tokens").ok_or_else(|| missing("tokens"))?;
+        let values = flat_values(tokens.as_ref(), len)
+            .and_then(|v| v.as_primitive_opt::<UInt16Type>())
             .ok_or_else(|| missing("tokens"))?;
-        let values = tokens
-            .values()
-            .as_primitive_opt::<UInt16Type>()
-            .ok_or_else(|| missing("tokens"))?;
-        if values.len() != tokens.len() * len {
-            return Err(missing("tokens"));
-        }
-        if tokens.null_count() > 0 || values.null_count() > 0 || ids.null_count() > 0 {
+        if values.null_count() > 0 || ids.null_count() > 0 {
             return Err(PipelineError::format(path, "null clip ids or tokens"));
         }
         let values: &[u16] = values.values();
@@ -270,15 +269,11 @@ fn read_part(
         let frames: Option<&[u8]> = if frame_len == 0 {
             None
         } else {
-            let list = batch
+            let bytes = batch
                 .column_by_name("frames")
-                .and_then(|c| c.as_fixed_size_list_opt())
-                .filter(|l| l.value_length() as usize == frame_len)
-                .ok_or_else(|| missing("frames"))?;
-            let bytes = list
-                .values()
-                .as_primitive_opt::<arrow::datatypes::UInt8Type>()
-                .filter(|v| v.len() == list.len() * frame_len)
+                .and_then(|c| flat_values(c.as_ref(), frame_len))
+                .and_then(|v| v.as_primitive_opt::<arrow::datatypes::UInt8Type>())
+                .filter(|v| v.null_count() == 0)
                 .ok_or_else(|| missing("frames"))?;
             Some(bytes.values())
         };
@@ -321,10 +316,28 @@ fn read_part(
     if seen != expected.rows {
         return Err(PipelineError::format(
             path,
-            format!("{seen} rows, table.json says {}", expected.rows),
+            format!("{seen} rows, its manifest says {}", expected.rows),
         ));
     }
     Ok(())
+}
+
+/// The values of a fixed-size-list column holding `len` values per row,
+/// flat (version 1) or nested once per axis (version 2): the innermost
+/// array, when the list sizes multiply to `len`, no level has nulls and
+/// nothing is sliced.
+fn flat_values(column: &dyn Array, len: usize) -> Option<&dyn Array> {
+    let rows = column.len();
+    let mut array = column;
+    let mut per_row = 1usize;
+    while let Some(list) = array.as_fixed_size_list_opt() {
+        if list.null_count() > 0 || list.offset() != 0 {
+            return None;
+        }
+        per_row = per_row.checked_mul(list.value_length() as usize)?;
+        array = list.values().as_ref();
+    }
+    (array.offset() == 0 && per_row == len && array.len() == rows.checked_mul(len)?).then_some(array)
 }
 
 /// A batch of token rows for training.
@@ -384,7 +397,7 @@ impl Iterator for TokenBatches {
 }
 
 /// The table folder `tokens_root/<name>`, or without a name the one whose
-/// `table.json` was written last (the newest encoding).
+/// manifest was written last (the newest encoding).
 pub fn find_table(tokens_root: &Path, name: Option<&str>) -> Result<PathBuf> {
     if let Some(name) = name {
         let dir = crate::names::join_name(tokens_root, "--table", name)?;
@@ -395,8 +408,7 @@ pub fn find_table(tokens_root: &Path, name: Option<&str>) -> Result<PathBuf> {
     }
     let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
     for table in std::fs::read_dir(tokens_root).at(tokens_root)?.flatten() {
-        for split in std::fs::read_dir(table.path()).into_iter().flatten().flatten() {
-            let manifest = split.path().join(super::meta::TABLE_FILE);
+        for manifest in super::layout::manifests(&table.path()) {
             if let Ok(modified) = std::fs::metadata(&manifest).and_then(|m| m.modified()) {
                 if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
                     newest = Some((modified, table.path()));
@@ -409,15 +421,9 @@ pub fn find_table(tokens_root: &Path, name: Option<&str>) -> Result<PathBuf> {
     })
 }
 
-/// The split names of the token table folder `table` (sub-folders with a
-/// `table.json`), sorted.
+/// The split names of the token table folder `table` that have a complete
+/// table, sorted.
 pub fn table_splits(table: &Path) -> Result<Vec<String>> {
-    let mut found: Vec<String> = std::fs::read_dir(table)
-        .at(table)?
-        .flatten()
-        .filter(|e| e.path().join(super::meta::TABLE_FILE).is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    found.sort();
-    Ok(found)
+    std::fs::read_dir(table).at(table)?;
+    Ok(super::layout::complete_splits(table))
 }

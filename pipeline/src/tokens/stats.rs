@@ -86,7 +86,7 @@ pub fn token_stats(table: &TokenTable, top: usize) -> Result<TokenStats> {
     let meta = table.meta();
     let per_clip = meta.tokens_per_clip();
     // The checks train-prior applies, so both accept the same tables; then
-    // polars reads exactly the parts table.json lists.
+    // polars reads exactly the parts the manifest lists.
     table.validate()?;
     let parts = table
         .manifest()
@@ -107,17 +107,23 @@ pub fn token_stats(table: &TokenTable, top: usize) -> Result<TokenStats> {
         empty_as_null: false,
         keep_nulls: false,
     };
-    let mut columns = vec![
-        col("tokens")
-            .cast(DataType::List(Box::new(DataType::UInt16)))
-            .alias("code"),
-    ];
+    // `tokens` is a list per axis (version 2) or one flat list (version 1).
+    let mut depth = 0;
+    let mut item = schema.get("tokens");
+    while let Some(DataType::Array(inner, _) | DataType::List(inner)) = item {
+        depth += 1;
+        item = Some(inner.as_ref());
+    }
+    let list_type = (0..depth).fold(DataType::UInt16, |t, _| DataType::List(Box::new(t)));
+    let mut columns = vec![col("tokens").cast(list_type).alias("code")];
     if has_label {
         columns.push(col("label"));
     }
-    let long = scan
-        .select(columns)
-        .explode(cols(["code"]), explode)
+    let mut long = scan.select(columns);
+    for _ in 0..depth {
+        long = long.explode(cols(["code"]), explode.clone());
+    }
+    let long = long
         .with_row_index("i", None)
         .with_column((col("i") % lit(per_clip as IdxSize)).alias("pos"));
 

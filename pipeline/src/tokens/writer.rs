@@ -1,14 +1,18 @@
 //! Writes one token-table part file: one row per clip, `clip_id`, `split`,
-//! the dataset's conditioning columns (as in clips.parquet), `frames` (the
-//! first `context_frames` frames as a fixed-size list of uint8, when the
-//! table keeps them), and `tokens`, a fixed-size list of uint16 in (t, h, w)
-//! raster order. ZSTD; the table's metadata in the file's key-value
-//! metadata. Atomic.
+//! `table` (the table's name), the dataset's conditioning columns (as in
+//! clips.parquet), `frames` (the first `context_frames` frames, uint8
+//! `[k][H][W][C]`, when the table keeps them), and `tokens`, uint16
+//! `[t][h][w]`. Both are nested fixed-size lists, so readers see the shape
+//! in the column type (polars `Array(UInt16, shape=(t, h, w))`, HF
+//! `datasets` nested `List(..., length=)`, DuckDB `USMALLINT[][][]`); Arrow's
+//! `fixed_shape_tensor` extension would be dropped to a flat list by DuckDB
+//! and polars and refused by HF `datasets`. ZSTD; the table's metadata in the
+//! file's key-value metadata. Atomic.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt64Array};
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, RecordBatch, StringArray, UInt8Array, UInt16Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -17,18 +21,21 @@ use parquet::schema::types::ColumnPath;
 use super::meta::TokenTableMeta;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::shards::ClipRecord;
-use crate::shards::metadata::{conditioning_columns, write_parquet_atomic};
+use crate::shards::metadata::{Conditioning, conditioning_columns, write_parquet_atomic};
 
 /// ZSTD level of the part files: tokens are near-incompressible beyond the
 /// dictionary's bit packing, so a higher level buys little.
 const ZSTD_LEVEL: i32 = 3;
 
-/// The Arrow type of the `tokens` column for `len` tokens per clip.
-pub fn tokens_type(len: usize) -> DataType {
-    DataType::FixedSizeList(
-        Arc::new(Field::new("item", DataType::UInt16, false)),
-        len as i32,
-    )
+/// `values` (`rows * shape.product()` of them) as a fixed-size list nested
+/// once per axis of `shape`, outermost first.
+pub fn nested_list(values: ArrayRef, shape: &[usize]) -> arrow::error::Result<FixedSizeListArray> {
+    let mut array = values;
+    for &side in shape.iter().rev() {
+        let item = Arc::new(Field::new("item", array.data_type().clone(), false));
+        array = Arc::new(FixedSizeListArray::try_new(item, side as i32, array, None)?);
+    }
+    Ok(array.as_any().downcast_ref::<FixedSizeListArray>().expect("a shape has at least one axis").clone())
 }
 
 /// Writes `records` (clips, in clip-id order) with their `tokens`
@@ -41,7 +48,7 @@ pub fn write_token_part(
     records: &[ClipRecord],
     tokens: &[u16],
     frames: Option<&[u8]>,
-    action_dim: Option<usize>,
+    columns_wanted: Conditioning,
 ) -> Result<u64> {
     let len = meta.tokens_per_clip();
     let frame_len = meta.context_len();
@@ -82,31 +89,21 @@ pub fn write_token_part(
             records.iter().map(|_| meta.split.as_str()),
         )),
     ];
-    for (field, column) in conditioning_columns(records, action_dim).map_err(arrow_err)? {
+    if !meta.table.is_empty() {
+        fields.push(Field::new("table", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from_iter_values(records.iter().map(|_| meta.table.as_str()))));
+    }
+    for (field, column) in conditioning_columns(records, columns_wanted).map_err(arrow_err)? {
         fields.push(field);
         columns.push(column);
     }
-    if let Some(frames) = frames.filter(|_| frame_len > 0) {
-        let item = Arc::new(Field::new("item", DataType::UInt8, false));
-        let list = FixedSizeListArray::try_new(
-            item.clone(),
-            frame_len as i32,
-            Arc::new(UInt8Array::from(frames.to_vec())),
-            None,
-        )
-        .map_err(arrow_err)?;
-        fields.push(Field::new(
-            "frames",
-            DataType::FixedSizeList(item, frame_len as i32),
-            false,
-        ));
+    if let (Some(frames), Some(shape)) = (frames, meta.context_shape()) {
+        let list = nested_list(Arc::new(UInt8Array::from(frames.to_vec())), &shape).map_err(arrow_err)?;
+        fields.push(Field::new("frames", list.data_type().clone(), false));
         columns.push(Arc::new(list));
     }
-    let values = UInt16Array::from(tokens.to_vec());
-    let item = Arc::new(Field::new("item", DataType::UInt16, false));
-    let list = FixedSizeListArray::try_new(item, len as i32, Arc::new(values), None)
-        .map_err(arrow_err)?;
-    fields.push(Field::new("tokens", tokens_type(len), false));
+    let list = nested_list(Arc::new(UInt16Array::from(tokens.to_vec())), &meta.latent_grid).map_err(arrow_err)?;
+    fields.push(Field::new("tokens", list.data_type().clone(), false));
     columns.push(Arc::new(list));
     let batch =
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_err)?;
@@ -116,12 +113,18 @@ pub fn write_token_part(
             ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level"),
         ))
         // Min/max of a token list tell nothing; skip them.
-        .set_column_statistics_enabled(
-            ColumnPath::new(vec!["tokens".into(), "list".into(), "item".into()]),
-            EnabledStatistics::None,
-        )
+        .set_column_statistics_enabled(tokens_leaf(meta.latent_grid.len()), EnabledStatistics::None)
         .set_key_value_metadata(Some(meta.to_key_values()))
         .build();
     write_parquet_atomic(path, &batch, props)?;
     Ok(std::fs::metadata(path).at(path)?.len())
+}
+
+/// The Parquet leaf column of `tokens` nested `depth` times.
+fn tokens_leaf(depth: usize) -> ColumnPath {
+    let mut path = vec!["tokens".to_string()];
+    for _ in 0..depth {
+        path.extend(["list".to_string(), "item".to_string()]);
+    }
+    ColumnPath::new(path)
 }
