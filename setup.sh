@@ -59,6 +59,12 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; th
   .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
   echo "$want" > "$STAMP"
 fi
+# The workspace's Python package (clip and token readers, torch Datasets,
+# WebDataset export), editable so that it follows the checkout.
+if ! .venv/bin/python -c "import videogpt_data" 2>/dev/null; then
+  say "python package videogpt_data (pipeline/python) into .venv"
+  .venv/bin/pip install -q --no-build-isolation --no-deps -e pipeline/python
+fi
 if ! command -v just >/dev/null; then
   say "installing just (PyPI rust-just, pinned in $REQ)"
   if [ -w /usr/local/bin ]; then BIN=/usr/local/bin; else BIN="$HOME/.local/bin"; mkdir -p "$BIN"; fi

@@ -1,15 +1,16 @@
-"""Runs every notebook headlessly against data the tests prepare, and checks
-that the Parquet tables open unchanged in pyarrow and polars."""
+"""Runs every notebook as a user would, against a workspace the tests prepare, and checks that the
+Parquet tables open unchanged in pyarrow and polars."""
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from nbclient import NotebookClient
 
 from conftest import REPO
 
@@ -17,21 +18,27 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1]).glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.name for n in NOTEBOOKS])
-def test_notebook_runs_without_error(notebook, prepared_root, token_tables, tmp_path, monkeypatch):
-    table, run = token_tables
-    monkeypatch.setenv("CLIPS_DIR", str(prepared_root / "moving-mnist" / "clips" / "train"))
-    monkeypatch.setenv("FRAME_GRID_PNG", str(tmp_path / "grid.png"))
-    monkeypatch.setenv("TOKENS_DIR", str(table / "train"))
-    monkeypatch.setenv("CHECKPOINT", str(run))
-    monkeypatch.setenv("FIG_DIR", str(tmp_path / "figures"))
-    monkeypatch.setenv("REPO", str(REPO))
-    nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    if notebook.name == "clip_shards.ipynb":
-        assert (tmp_path / "grid.png").stat().st_size > 1000
-    if notebook.name == "token_stats.ipynb":
-        for figure in ["code_usage.png", "entropy_per_position.png", "code_patches.png"]:
-            assert (tmp_path / "figures" / figure).stat().st_size > 1000, figure
+def test_notebook_runs_unchanged_with_no_environment_and_shows_its_plots(notebook, workspace, prior_run):
+    # As a user runs it: from the workspace's notebooks/ folder, with `jupyter nbconvert --execute`,
+    # no variables pointing at the data (they find the demo's), plots shown inline.
+    folder = workspace / "notebooks"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(notebook, folder / notebook.name)
+    env = {"PATH": f"{REPO / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+    executed = folder / f"executed-{notebook.name}"
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
+         "--ExecutePreprocessor.timeout=300", "--output", executed.name, notebook.name],
+        cwd=folder, env=env, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= {"clip_shards.ipynb": 1, "token_stats.ipynb": 4, "prior_samples.ipynb": 3}[notebook.name], len(images)
+    # The figures are saved too.
+    assert any((folder / "figures").glob("*.png"))
 
 
 def test_clips_table_opens_in_pyarrow_and_polars(prepared_root):
@@ -56,25 +63,30 @@ def test_shard_checksums_match_hashlib(prepared_root):
 
 def test_token_tables_open_unchanged_in_pyarrow_and_polars(token_tables):
     table, _ = token_tables
-    split = table / "train"
-    manifest = json.loads((split / "table.json").read_text())
-    grid = manifest["latent_grid"]
-    length = grid[0] * grid[1] * grid[2]
+    split = table / "data" / "train"
+    manifest = json.loads((table / "meta" / "train.json").read_text())
+    t, h, w = manifest["latent_grid"]
     parts = sorted(split.glob("part-*.parquet"))
     assert [p.name for p in parts] == [p["file"] for p in manifest["parts"]]
+    assert sorted(p.name for p in split.iterdir()) == [p.name for p in parts], "only Parquet in a data folder"
     arrow = pq.read_table(parts)
     assert arrow.num_rows == manifest["rows"] == 64
-    assert str(arrow.schema.field("tokens").type) == f"fixed_size_list<item: uint16 not null>[{length}]"
+    assert arrow.schema.field("tokens").type.list_size == t
     assert arrow.schema.field("clip_id").type == "uint64"
     meta = {k.decode(): v.decode() for k, v in pq.read_metadata(parts[0]).metadata.items()}
     assert meta["videogpt.format"] == "videogpt-token-table"
-    assert json.loads(meta["videogpt.latent_grid"]) == grid
+    assert meta["videogpt.format_version"] == "2"
+    assert json.loads(meta["videogpt.latent_grid"]) == [t, h, w]
     assert int(meta["videogpt.codebook_size"]) == manifest["codebook_size"]
     assert meta["videogpt.checkpoint_sha256"] == manifest["checkpoint_sha256"]
     frame = pl.read_parquet(parts)
-    assert frame.schema["tokens"] == pl.Array(pl.UInt16, length)
+    assert frame.schema["tokens"] == pl.Array(pl.UInt16, (t, h, w))
     assert frame["clip_id"].to_list() == list(range(64))
     # Same tokens through both readers, all inside the codebook.
     tokens = frame["tokens"].to_numpy()
-    assert (tokens == arrow.column("tokens").combine_chunks().flatten().to_numpy().reshape(64, length)).all()
+    column = arrow.column("tokens").combine_chunks()
+    for _ in range(3):
+        column = column.flatten()
+    assert tokens.shape == (64, t, h, w)
+    assert (tokens == column.to_numpy().reshape(64, t, h, w)).all()
     assert tokens.max() < manifest["codebook_size"]
