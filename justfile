@@ -47,7 +47,7 @@ eval-vqvae run *args: build
 encode-latents dataset *args: build
     {{vgpt}} encode-latents {{dataset}} {{args}}
 
-# Token statistics (polars) of the newest token table, printed and written as <table>/<split>-stats.json.
+# Token statistics (polars) of the newest token table, printed and written as <table>/meta/<split>-stats.json.
 stats dataset *args: build
     {{data}} stats {{dataset}} {{args}}
 
@@ -59,9 +59,7 @@ train-prior dataset *args: build
 sample prior *args: build
     {{vgpt}} sample {{prior}} {{args}}
 
-# Real: a dataset name (its test split) or a split folder; generated: a `just sample` folder or a split folder.
-
-# FVD with the real Kinetics-400 I3D: `just fvd bair runs/samples [--vqvae runs/vqvae-bair-bair --clips 256]`.
+# FVD with the real Kinetics-400 I3D between real clips (a dataset's test split or a split folder) and generated ones (a `just sample` folder): `just fvd bair runs/samples [--vqvae runs/vqvae-bair-bair --clips 256]`.
 fvd real *args: build
     {{vgpt}} fvd {{real}} {{args}}
 
@@ -69,14 +67,11 @@ fvd real *args: build
 code-patches checkpoint out *args: build
     {{vgpt}} code-patches {{checkpoint}} --out {{out}} {{args}}
 
-# Plot a run's loss, NMSE and codebook usage to runs/<run>/loss.png.
+# Plot a run's metrics to <run>/loss.png: a VQ-VAE run's loss, NMSE and codebook usage, or a prior run's bits/dim.
 plot-run run:
     .venv/bin/python notebooks/plot_metrics.py {{run}}
 
-# Prepare clips from real MNIST digits, train the tiny VQ-VAE, encode token tables, token statistics,
-# train the prior, sample. Everything lands in datasets/demo/ and runs/demo/; a rerun continues.
-
-# The whole chain on Moving MNIST at laptop scale (about 7-15 minutes on 2 CPU cores after the build).
+# The whole chain on real MNIST digits at laptop scale (7-15 minutes on 2 cores after the build): prepare, VQ-VAE, token tables, stats, prior, samples into datasets/demo/ and runs/demo/; a rerun continues.
 demo: build
     {{data}} prepare moving-mnist --root datasets/demo --raw datasets/moving-mnist/raw --seq-len 8 --train-sequences {{demo_train}} --test-sequences 500
     {{vgpt}} train-vqvae moving-mnist tiny --root datasets/demo --run runs/demo/vqvae --resume --steps {{demo_vqvae_steps}} --batch-size 4 --lr 3e-3 --lr-schedule cosine --warmup 50 --checkpoint-every 200
@@ -105,9 +100,7 @@ bench:
     {{cargo}} bench --workspace --bench prior
     {{cargo}} bench --workspace --bench fvd
 
-# Needs a clone of wilson1yan/VideoGPT and `./setup.sh --torch-reference`; writes target/bench/reference.json.
-
-# Our train step against the official code's, alternated: `just bench-reference ~/VideoGPT reference-64|reference-240|prior 6`.
-bench-reference videogpt case="reference-240" rounds="6":
+# Our train step against the official code's (a clone of wilson1yan/VideoGPT; needs `./setup.sh --torch-reference`), alternated, to target/bench/reference.json: `just bench-reference ~/VideoGPT [reference-64|reference-240|prior] [rounds, 6]`.
+bench-reference clone *args:
     {{cargo}} bench --workspace --bench vqvae --bench prior --no-run
-    .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{videogpt}} alternate {{case}} --rounds {{rounds}}
+    set -- {{args}}; .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{clone}} alternate "${1:-reference-240}" --rounds "${2:-6}"

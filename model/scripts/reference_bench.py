@@ -1,7 +1,7 @@
 """The PyTorch reference's train steps (VQ-VAE and prior), timed on this
 machine in the same minutes as ours.
 
-NOTES.md gives the official VideoGPT code's seconds per step at three
+docs/performance.md records the official VideoGPT code's seconds per step at three
 configurations (the VQ-VAE's `reference-64` and `reference-240`, and the
 prior's), measured once. This
 machine's speed drifts by 20-40% from one quarter of an hour to the next, so
@@ -21,7 +21,7 @@ The VQ-VAE step is what the official `train_vqvae.py` runs per batch:
 and a step of the Adam optimiser from its `configure_optimizers()`; batch 2,
 clips 3x16x64x64. The prior step (case `prior`) is the transformer of
 `VideoGPT.forward` (`fc_in`, `AttentionStack`, `LayerNorm`, `fc_out`, cross
-entropy), built from the official modules with NOTES.md's configuration
+entropy), built from the official modules with the configuration of docs/performance.md
 (4x16x16 tokens, 512 codes, hidden 192, 4 heads, 4 layers, full attention,
 dropout 0.2, attention dropout 0.3), on random tokens looked up in a random
 256-wide codebook, batch 4, Adam at 3e-4; `VideoGPT.training_step` would
@@ -48,14 +48,14 @@ import time
 import types
 from pathlib import Path
 
-# NOTES.md's two configurations: (n_hiddens, n_res_layers, embedding_dim, n_codes), downsample 4,4,4.
+# The two configurations of docs/performance.md: (n_hiddens, n_res_layers, embedding_dim, n_codes), downsample 4,4,4.
 CASES = {
     "reference-64": (64, 2, 64, 512),
     "reference-240": (240, 4, 256, 1024),
 }
 BATCH = 2
 CLIP = (3, 16, 64, 64)
-# NOTES.md's prior: token grid, codes, hidden, heads, layers; batch 4.
+# The prior of docs/performance.md: token grid, codes, hidden, heads, layers; batch 4.
 PRIOR_GRID = (4, 16, 16)
 PRIOR_CODES, PRIOR_HIDDEN, PRIOR_HEADS, PRIOR_LAYERS, PRIOR_BATCH = 512, 192, 4, 4, 4
 PRIOR_EMBEDDING_DIM = 256
@@ -230,7 +230,7 @@ def run_json(command, what):
 
 def our_result(bench_output):
     """Our bench's JSON line with the reference's field names. The prior
-    bench names its median `median_s`, gives NOTES.md's figure as a rate
+    bench names its median `median_s`, gives the recorded figure (docs/performance.md) as a rate
     (`reference`, steps/s), and reports no fastest step or peak RSS."""
     result = dict(bench_output)
     result.setdefault("median_step_s", result.get("median_s"))
@@ -242,7 +242,7 @@ def our_result(bench_output):
 
 
 def summarise(case, pairs):
-    """The rounds' medians, speedups (reference / ours) and NOTES.md's figure."""
+    """The rounds' medians, speedups (reference / ours) and the recorded figure (docs/performance.md)."""
     speedups = [p["speedup"] for p in pairs]
     return {
         "case": case,
@@ -254,7 +254,7 @@ def summarise(case, pairs):
         "speedup_max": max(speedups),
         "rounds_ours_faster": sum(s > 1.0 for s in speedups),
         # As our bench reports it (the figure its "vs reference" divides by).
-        "notes_md_reference_s": pairs[0]["ours"].get("reference_step_s"),
+        "recorded_reference_s": pairs[0]["ours"].get("reference_step_s"),
         "pairs": pairs,
     }
 
@@ -311,7 +311,7 @@ def alternate(options):
     summary = summarise(options.case, pairs)
     print(
         f"{options.case}: reference median {summary['reference_median_s']:.3f} s "
-        f"(NOTES.md: {summary['notes_md_reference_s'] or float('nan'):.3f} s), ours {summary['ours_median_s']:.3f} s; "
+        f"(recorded in docs/performance.md: {summary['recorded_reference_s'] or float('nan'):.3f} s), ours {summary['ours_median_s']:.3f} s; "
         f"speedup {summary['speedup_geometric_mean']:.2f}x (geometric mean; "
         f"{summary['speedup_min']:.2f}-{summary['speedup_max']:.2f}x), "
         f"ours faster in {summary['rounds_ours_faster']} of {options.rounds} rounds"

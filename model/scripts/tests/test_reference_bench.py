@@ -94,5 +94,5 @@ def test_alternate_runs_both_sides_in_turn_and_merges_the_summary(tmp_path, monk
     assert summary["reference_median_s"] == 1.5 and summary["ours_median_s"] == 1.5
     assert summary["speedup_geometric_mean"] == pytest.approx(math.exp((math.log(2) + math.log(0.8)) / 3))
     assert (summary["speedup_min"], summary["speedup_max"]) == pytest.approx((0.8, 2.0))
-    assert summary["notes_md_reference_s"] == 1.435
+    assert summary["recorded_reference_s"] == 1.435
     assert not output.with_suffix(".json.tmp").exists()
