@@ -90,3 +90,13 @@ def test_token_tables_open_unchanged_in_pyarrow_and_polars(token_tables):
     assert tokens.shape == (64, t, h, w)
     assert (tokens == column.to_numpy().reshape(64, t, h, w)).all()
     assert tokens.max() < manifest["codebook_size"]
+
+
+@pytest.mark.parametrize("kind", ["vqvae", "prior"])
+def test_plot_run_plots_vqvae_and_prior_runs(kind, token_tables, prior_run, tmp_path):
+    run = {"vqvae": token_tables[1], "prior": prior_run}[kind]
+    out = tmp_path / f"{kind}.png"
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(REPO / "notebooks" / "plot_metrics.py"), str(run), str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 5000
