@@ -55,36 +55,46 @@ fn yaml_quote(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
+/// A complete token table's `configs:` entry, named `config`, its paths
+/// prefixed with `base` (the table folder as seen from the card), and its
+/// line for a card's body; `None` when no split of it is complete.
+fn table_section(table: &Path, config: &str, base: &str) -> Option<(String, String)> {
+    let name = table.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let splits: Vec<(String, TableManifest)> = complete_splits(table)
+        .into_iter()
+        .filter_map(|s| TableManifest::read(&split_dir(table, &s)).ok().map(|m| (s, m)))
+        .collect();
+    let (_, first) = splits.first()?;
+    let mut entry = format!("- config_name: {}\n  data_files:\n", yaml_quote(config));
+    for (split, _) in &splits {
+        let dir = split_dir(table, split);
+        let rel = dir.strip_prefix(table).unwrap_or(&dir).to_string_lossy().into_owned();
+        let _ = writeln!(entry, "  - split: {}\n    path: {}", yaml_quote(split), yaml_quote(&format!("{base}{rel}/*.parquet")));
+    }
+    let m = &first.meta;
+    let [t, h, w] = m.latent_grid;
+    let counts: Vec<String> = splits.iter().map(|(s, m)| format!("{s} {}", m.rows)).collect();
+    let line = format!(
+        "- `{name}`: `tokens` uint16 `[{t}][{h}][{w}]` (codes of a {}-code codebook), clips {}; VQ-VAE weights SHA-256 `{}`.\n",
+        m.codebook_size,
+        counts.join(", "),
+        m.checkpoint_sha256
+    );
+    Some((entry, line))
+}
+
 /// The `configs:` entries and body lines of every complete token table of
-/// `dataset_dir/tokens`, paths relative to `prefix`.
-fn table_sections(dataset_dir: &Path, prefix: &str) -> (String, String) {
+/// `dataset_dir/tokens`, for the dataset's card.
+fn table_sections(dataset_dir: &Path) -> (String, String) {
     let (mut configs, mut body) = (String::new(), String::new());
-    let tokens = dataset_dir.join("tokens");
-    let mut tables: Vec<_> = std::fs::read_dir(&tokens).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut tables: Vec<_> = std::fs::read_dir(dataset_dir.join("tokens")).into_iter().flatten().flatten().map(|e| e.path()).collect();
     tables.sort();
     for table in tables {
         let name = table.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let splits: Vec<(String, TableManifest)> = complete_splits(&table)
-            .into_iter()
-            .filter_map(|s| TableManifest::read(&split_dir(&table, &s)).ok().map(|m| (s, m)))
-            .collect();
-        let Some((_, first)) = splits.first() else { continue };
-        let _ = writeln!(configs, "- config_name: {}\n  data_files:", yaml_quote(&name));
-        for (split, _) in &splits {
-            let dir = split_dir(&table, split);
-            let rel = dir.strip_prefix(dataset_dir).unwrap_or(&dir).to_string_lossy().into_owned();
-            let _ = writeln!(configs, "  - split: {}\n    path: {}", yaml_quote(split), yaml_quote(&format!("{prefix}{rel}/*.parquet")));
+        if let Some((entry, line)) = table_section(&table, &name, &format!("tokens/{name}/")) {
+            configs.push_str(&entry);
+            body.push_str(&line);
         }
-        let m = &first.meta;
-        let [t, h, w] = m.latent_grid;
-        let counts: Vec<String> = splits.iter().map(|(s, m)| format!("{s} {}", m.rows)).collect();
-        let _ = writeln!(
-            body,
-            "- `{name}`: `tokens` uint16 `[{t}][{h}][{w}]` (codes of a {}-code codebook), clips {}; VQ-VAE weights SHA-256 `{}`.",
-            m.codebook_size,
-            counts.join(", "),
-            m.checkpoint_sha256
-        );
     }
     (configs, body)
 }
@@ -107,7 +117,7 @@ pub fn write_dataset_card(dataset_dir: &Path) -> Result<()> {
     for s in &splits {
         let _ = writeln!(card, "  - split: {}\n    path: {}", yaml_quote(&s.split), yaml_quote(&format!("clips/{}/clips.parquet", s.split)));
     }
-    let (table_configs, table_body) = table_sections(dataset_dir, "");
+    let (table_configs, table_body) = table_sections(dataset_dir);
     card.push_str(&table_configs);
     card.push_str("---\n\n");
     let [t, h, w, c] = first.clip_shape;
@@ -138,23 +148,11 @@ pub fn write_dataset_card(dataset_dir: &Path) -> Result<()> {
 
 /// Writes `table/README.md` (the table's own card: its splits as one config).
 pub fn write_table_card(table: &Path) -> Result<()> {
-    let Some(dataset_dir) = table.parent().and_then(Path::parent) else { return Ok(()) };
+    let Some((own, line)) = table_section(table, "default", "") else { return Ok(()) };
     let name = table.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (configs, body) = table_sections(dataset_dir, "../../");
-    // Only this table's entry, with paths relative to the table folder.
-    let own = configs
-        .split("- config_name: ")
-        .find(|c| c.starts_with(&yaml_quote(&name)))
-        .map(|c| c.replace(&format!("../../tokens/{name}/"), ""))
-        .unwrap_or_default();
-    if own.is_empty() {
-        return Ok(());
-    }
-    let own = own.replacen(&yaml_quote(&name), "default", 1);
-    let line = body.lines().find(|l| l.starts_with(&format!("- `{name}`"))).unwrap_or_default();
+    let dataset = table.parent().and_then(Path::parent).and_then(Path::file_name).map(|n| n.to_string_lossy()).unwrap_or_default();
     let card = format!(
-        "---\nconfigs:\n- config_name: {own}---\n\n# Token table `{name}`\n\nVQ-VAE codes of the clips of `{}`.\n\n{line}\n\nManifests and statistics: `meta/<split>.json`, `meta/<split>-stats.json`.\n",
-        dataset_dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        "---\nconfigs:\n{own}---\n\n# Token table `{name}`\n\nVQ-VAE codes of the clips of `{dataset}`.\n\n{line}\nManifests and statistics: `meta/<split>.json`, `meta/<split>-stats.json`.\n"
     );
     let path = table.join(CARD_FILE);
     crate::atomic::write_bytes_atomic(&path, card.as_bytes()).at(&path)

@@ -338,11 +338,12 @@ enum Command {
     },
 }
 
-/// The folder name under `root` of the dataset the user named (`ucf101`
-/// finds the one prepared `ucf101-64`).
-fn prepared_name(root: &Path, dataset: &str) -> Result<String> {
+/// The folder under `root` of the dataset the user named (`ucf101` finds
+/// the one prepared `ucf101-64`), and its name.
+fn prepared_dataset(root: &Path, dataset: &str) -> Result<(String, PathBuf)> {
     let dir = videogpt_pipeline::datasets::dataset_dir(root, dataset)?;
-    Ok(dir.file_name().map_or_else(|| dataset.to_string(), |n| n.to_string_lossy().into_owned()))
+    let name = dir.file_name().map_or_else(|| dataset.to_string(), |n| n.to_string_lossy().into_owned());
+    Ok((name, dir))
 }
 
 /// The prior preset named like the dataset: `ucf101-64` trains `ucf101`'s.
@@ -388,7 +389,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             downsample,
             no_progress,
         } => {
-            let dataset = prepared_name(&root, &dataset)?;
+            let (dataset, _) = prepared_dataset(&root, &dataset)?;
             let preset = preset.unwrap_or_else(|| dataset.clone());
             let overrides = VqVaeOverrides { no_attention, codes, hidden, downsample };
             let model = model_config(&preset, &overrides)?;
@@ -471,7 +472,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             resume,
             no_progress,
         } => {
-            let dataset = prepared_name(&root, &dataset)?;
+            let (dataset, dataset_dir) = prepared_dataset(&root, &dataset)?;
             let preset = preset.unwrap_or_else(|| default_prior_preset(&dataset));
             let overrides = PriorOverrides {
                 hidden,
@@ -482,7 +483,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 frame_width,
                 codebook_embedding,
             };
-            let setup = prior_setup(&videogpt_pipeline::datasets::dataset_dir(&root, &dataset)?.join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
+            let setup = prior_setup(&dataset_dir.join("tokens"), table.as_deref(), &preset, condition, &overrides, backend)?;
             let run = run.unwrap_or_else(|| PathBuf::from("runs").join(format!("prior-{dataset}-{preset}")));
             let options = PriorTrainOptions {
                 conditioning: condition,
@@ -637,7 +638,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             context_frames,
             no_progress,
         } => {
-            let dataset = prepared_name(&root, &dataset)?;
+            let (dataset, dataset_dir) = prepared_dataset(&root, &dataset)?;
             let checkpoint = match checkpoint {
                 Some(c) => c,
                 None => {
@@ -646,7 +647,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     run
                 }
             };
-            let dataset_dir = videogpt_pipeline::datasets::dataset_dir(&root, &dataset)?;
             let options = EncodeOptions {
                 splits,
                 batch_size,

@@ -193,9 +193,8 @@ pub fn check_conditioning(model: &PriorConfig, conditioning: Conditioning, meta:
     }
 }
 
-/// Loads a split's rows and checks them against the model.
-fn load_split(table: &Path, split: &str, config: &PriorConfig) -> Result<(TokenTable, TokenRows)> {
-    let t = TokenTable::open_split(table, split)?;
+/// Loads an opened split's rows, checked against the model.
+fn checked_rows(t: &TokenTable, config: &PriorConfig) -> Result<TokenRows> {
     t.check(&TokenExpectation {
         latent_grid: config.latent_grid,
         codebook_size: config.codes,
@@ -204,7 +203,7 @@ fn load_split(table: &Path, split: &str, config: &PriorConfig) -> Result<(TokenT
     if rows.rows() == 0 {
         return Err(ModelError::format(t.dir(), "token table has no rows"));
     }
-    Ok((t, rows))
+    Ok(rows)
 }
 
 /// Test bits/dim of `prior` (inference mode) on the first `clips` rows.
@@ -334,16 +333,16 @@ pub fn train_prior(
         }
     };
 
-    let (_, train_rows) = load_split(&config.train.table, &config.train.train_split, &config.model)?;
+    let train_rows = checked_rows(&TokenTable::open_split(&config.train.table, &config.train.train_split)?, &config.model)?;
     let test_rows = match &config.train.test_split {
         Some(split) if videogpt_pipeline::tokens::layout::complete_splits(&config.train.table).contains(split) => {
             // An empty test split (TGIF's can be) means no evaluation, not a failed run.
-            let empty = TokenTable::open_split(&config.train.table, split)?.rows() == 0;
-            if empty {
+            let test = TokenTable::open_split(&config.train.table, split)?;
+            if test.rows() == 0 {
                 tracing::warn!(split = %split, "the test token table has no rows: no test bits/dim");
                 None
             } else {
-                Some(load_split(&config.train.table, split, &config.model)?.1)
+                Some(checked_rows(&test, &config.model)?)
             }
         }
         _ => None,

@@ -240,7 +240,7 @@ pub fn find_split_dirs(target: &str, root: &Path) -> Result<Vec<PathBuf>> {
     Err(PipelineError::Config {
         what: format!(
             "{target}: no prepared split found (no index.json there, in {target}/clips/*{})",
-            if as_name { format!(", or in the dataset's clips/*under {}", root.display()) } else { String::new() }
+            if as_name { format!(", or in its clips/* under {}", root.display()) } else { String::new() }
         ),
     })
 }
