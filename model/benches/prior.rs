@@ -42,6 +42,9 @@ const CODES: usize = 512;
 struct BenchResult {
     case: String,
     backend: String,
+    /// `--precision`, and the CPU path its products ran on.
+    precision: String,
+    cpu_path: String,
     batch: usize,
     tokens_per_sample: usize,
     /// Seconds per train step, or per whole sampled grid.
@@ -60,6 +63,7 @@ fn config() -> PriorConfig {
 }
 
 fn train_step(backend: BackendKind) -> BenchResult {
+    let (precision, cpu_path) = common::precision_from_args();
     let device = backend.training_device();
     let config = config();
     let mut prior = videogpt_model::backend::with_seed(&device, 0, || config.init(None, &device));
@@ -85,6 +89,8 @@ fn train_step(backend: BackendKind) -> BenchResult {
     BenchResult {
         case: "train step".into(),
         backend: backend.to_string(),
+        precision,
+        cpu_path,
         batch,
         tokens_per_sample: n,
         median_s: s,
@@ -96,6 +102,7 @@ fn train_step(backend: BackendKind) -> BenchResult {
 }
 
 fn sampling(backend: BackendKind, batch: usize, kv_cache: KvPrecision, repeats: usize) -> BenchResult {
+    let (precision, cpu_path) = common::precision_from_args();
     let device = backend.device();
     let config = config();
     let prior = videogpt_model::backend::with_seed(&device, 0, || config.init(None, &device)).valid();
@@ -118,6 +125,8 @@ fn sampling(backend: BackendKind, batch: usize, kv_cache: KvPrecision, repeats: 
     BenchResult {
         case: format!("sampling, {kv_cache} KV"),
         backend: backend.to_string(),
+        precision,
+        cpu_path,
         batch,
         tokens_per_sample: n,
         median_s: s,

@@ -27,6 +27,9 @@ use videogpt_pipeline::rng::SplitMix64;
 struct CaseResult {
     case: String,
     backend: String,
+    /// `--precision`, and the CPU path its products ran on.
+    precision: String,
+    cpu_path: String,
     batch: usize,
     input: [usize; 4],
     warmup: usize,
@@ -72,6 +75,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn run_case(case: &str, batch: usize, warmup: usize, measured: usize, backend: BackendKind) -> CaseResult {
+    let (precision, cpu_path) = common::precision_from_args();
     let (model, reference) = case_config(case).expect("known case");
     let [t, h, w] = model.input_shape;
     let c = model.channels;
@@ -109,6 +113,8 @@ fn run_case(case: &str, batch: usize, warmup: usize, measured: usize, backend: B
     CaseResult {
         case: case.to_owned(),
         backend: backend.to_string(),
+        precision,
+        cpu_path,
         batch,
         input: [c, t, h, w],
         warmup,

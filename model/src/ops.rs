@@ -4,6 +4,7 @@
 //! `videogpt-kernels` crate.
 
 pub use videogpt_kernels::{
+    CPU_PATH_VARIABLE, CpuPath, Precision, cpu_path, precision, set_precision,
     Decoder, DecoderBlock, DecoderState, FoldedNorm, HostAdam, KvCache as AttentionCache, KvPrecision,
     PackedLinear, axial_attention, batch_norm_relu, cached_attention, channels_first, channels_last,
     conv_transpose3d, conv3d, linear, make_calling_thread_a_worker, tune_allocator, with_workers_awake,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::error::{ModelError, Result};
+use crate::ops::Precision;
 use crate::schedule::LrSchedule;
 use crate::vqvae::VqVaeConfig;
 
@@ -31,6 +32,11 @@ pub struct TrainOptions {
     pub checkpoint_every: u64,
     pub log_every: u64,
     pub backend: BackendKind,
+    /// The products' arithmetic (`--precision`); runs that predate it are f32.
+    /// `None` before a run starts means "not given": f32 for a fresh run,
+    /// the recorded one for a resumed run.
+    #[serde(default)]
+    pub precision: Option<Precision>,
 }
 
 impl TrainOptions {
@@ -48,6 +54,7 @@ impl TrainOptions {
             checkpoint_every: 1000,
             log_every: 10,
             backend: BackendKind::Flex,
+            precision: None,
         }
     }
 }
@@ -87,3 +94,21 @@ impl VqVaeRunConfig {
     }
 }
 
+/// Makes `precision` (given, else recorded, else f32) the process's, logs
+/// which CPU path its products run on, and returns it for the run's config.
+pub fn apply_precision(given: Option<Precision>, recorded: Option<Precision>) -> Precision {
+    let precision = given.or(recorded).unwrap_or_default();
+    crate::ops::set_precision(precision);
+    let path = match precision {
+        Precision::F32 => crate::ops::CpuPath::F32,
+        Precision::Bf16 => crate::ops::cpu_path(),
+    };
+    if precision == Precision::Bf16 && path == crate::ops::CpuPath::F32 {
+        tracing::warn!(
+            "--precision bf16: this CPU has neither AMX nor AVX-512-BF16 (or {} caps it); products run in f32",
+            crate::ops::CPU_PATH_VARIABLE
+        );
+    }
+    tracing::info!(%precision, cpu_path = %path, "products");
+    precision
+}

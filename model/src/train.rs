@@ -257,6 +257,7 @@ pub fn train_vqvae(
             t.config.train.steps = options.steps;
             t.config.train.checkpoint_every = options.checkpoint_every;
             t.config.train.log_every = options.log_every;
+            t.config.train.precision = Some(crate::run_config::apply_precision(options.precision, t.config.train.precision));
             tracing::info!(step = t.state.step, checkpoint = %found.display(), "resuming");
             t
         }
@@ -271,9 +272,11 @@ pub fn train_vqvae(
             check_step_memory(&model_config, options.batch_size)?;
             let (mean, variance) = data::pixel_statistics(&options.train_split, 2000)?;
             tracing::info!(mean, variance, "training pixel statistics");
+            let mut train = options.clone();
+            train.precision = Some(crate::run_config::apply_precision(options.precision, None));
             let config = VqVaeRunConfig {
                 model: model_config,
-                train: options.clone(),
+                train,
                 data_mean: mean,
                 data_variance: variance,
             };

@@ -18,6 +18,10 @@
 //! | [`HostAdam`] | one parallel pass over each parameter ([`adam`]) | `burn::optim::Adam` |
 //! | [`cached_attention`], [`Decoder`] | the prior's sampling step on the host ([`decode`]) | cached keys/values as burn tensors |
 //!
+//! Every product above (not the attention lines) multiplies bf16 operands
+//! with f32 sums under `--precision bf16` where the CPU has AMX or
+//! AVX-512-BF16 ([`precision`]).
+//!
 //! Thread-pool and allocator tuning for these kernels live in [`threads`].
 //!
 //! Why not burn's `#[backend_extension]`: burn 0.22's tensors carry their
@@ -37,6 +41,7 @@ pub mod host;
 pub mod linear;
 pub mod norm;
 pub mod permute;
+pub mod precision;
 pub mod threads;
 
 pub use adam::HostAdam;
@@ -46,4 +51,5 @@ pub use decode::{Decoder, DecoderBlock, DecoderState, FoldedNorm, KvCache, KvPre
 pub use linear::linear;
 pub use norm::batch_norm_relu;
 pub use permute::{channels_first, channels_last};
+pub use precision::{CPU_PATH_VARIABLE, CpuPath, Precision, cpu_path, precision, set_precision};
 pub use threads::{make_calling_thread_a_worker, tune_allocator, with_workers_awake};

@@ -15,14 +15,15 @@ use videogpt_model::fvd::protocol::clip_set;
 use videogpt_model::fvd::{Distance, FvdOptions, compute_fvd};
 use videogpt_model::patches::write_code_patches;
 use videogpt_model::prior::generate::{GenerateOptions, generate, read_actions};
-use videogpt_model::ops::KvPrecision;
+use videogpt_model::ops::{KvPrecision, Precision};
+use videogpt_model::run_config::apply_precision;
 use videogpt_model::prior::sample::SampleOptions;
 use videogpt_model::prior::train::{Conditioning, PriorOverrides, PriorTrainOptions, prior_setup, train_prior};
 use videogpt_model::schedule::LrSchedule;
 use videogpt_model::train::{RunMode, TrainOptions, VqVaeOverrides, dataset_splits, default_run_dir, model_config, train_vqvae};
 
 #[derive(Parser)]
-#[command(name = "vgpt", version, about = "VideoGPT: train the VQ-VAE, encode token tables, train the prior, sample")]
+#[command(name = "vgpt", version = version_line(), about = "VideoGPT: train the VQ-VAE, encode token tables, train the prior, sample")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,6 +75,11 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// Products' arithmetic: f32, or bf16 operands with f32 sums (AMX or
+        /// AVX-512-BF16 on the CPU; f32 where the CPU has neither). Recorded in
+        /// the run; a resumed run keeps its own unless given. Default f32.
+        #[arg(long)]
+        precision: Option<Precision>,
         /// Continue the run from its latest checkpoint.
         #[arg(long)]
         resume: bool,
@@ -185,6 +191,11 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// Products' arithmetic: f32, or bf16 operands with f32 sums (AMX or
+        /// AVX-512-BF16 on the CPU; f32 where the CPU has neither). Recorded in
+        /// the run; a resumed run keeps its own unless given. Default f32.
+        #[arg(long)]
+        precision: Option<Precision>,
         /// Continue the run folder from its latest checkpoint.
         #[arg(long)]
         resume: bool,
@@ -241,6 +252,10 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// Products' arithmetic: f32, or bf16 operands with f32 sums (AMX or
+        /// AVX-512-BF16 on the CPU; f32 where the CPU has neither).
+        #[arg(long, default_value_t = Precision::F32)]
+        precision: Precision,
         /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
@@ -282,6 +297,10 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// Products' arithmetic: f32, or bf16 operands with f32 sums (AMX or
+        /// AVX-512-BF16 on the CPU; f32 where the CPU has neither).
+        #[arg(long, default_value_t = Precision::F32)]
+        precision: Precision,
         /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
@@ -325,6 +344,10 @@ enum Command {
         /// flex (CPU, default) or wgpu (GPU; lavapipe without one).
         #[arg(long, default_value = "flex")]
         backend: BackendKind,
+        /// Products' arithmetic: f32, or bf16 operands with f32 sums (AMX or
+        /// AVX-512-BF16 on the CPU; f32 where the CPU has neither).
+        #[arg(long, default_value_t = Precision::F32)]
+        precision: Precision,
         /// Replace a table of the same name written by other weights.
         #[arg(long)]
         overwrite: bool,
@@ -336,6 +359,15 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+}
+
+/// `vgpt --version`: the version and the CPU path `--precision bf16` takes.
+fn version_line() -> &'static str {
+    let bf16 = match videogpt_model::ops::cpu_path() {
+        videogpt_model::ops::CpuPath::F32 => "f32 (no AMX or AVX-512-BF16 in use)".to_string(),
+        path => path.to_string(),
+    };
+    Box::leak(format!("{} (CPU products: --precision bf16 runs on {bf16})", env!("CARGO_PKG_VERSION")).into_boxed_str())
 }
 
 /// The folder under `root` of the dataset the user named (`ucf101` finds
@@ -382,6 +414,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             checkpoint_every,
             log_every,
             backend,
+            precision,
             resume,
             no_attention,
             codes,
@@ -406,6 +439,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 checkpoint_every,
                 log_every,
                 backend,
+                precision,
                 ..TrainOptions::new(train_split, &preset)
             };
             let mode = if resume { RunMode::Resume } else { RunMode::Fresh };
@@ -469,6 +503,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eval_every,
             eval_clips,
             backend,
+            precision,
             resume,
             no_progress,
         } => {
@@ -497,6 +532,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eval_every,
                 eval_clips,
                 backend,
+                precision,
                 ..PriorTrainOptions::new(setup.table.clone(), &preset)
             };
             let unigram = setup.unigram_bits;
@@ -531,8 +567,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             no_mp4,
             backend,
+            precision,
             no_progress,
         } => {
+            apply_precision(Some(precision), None);
             let actions = actions.as_deref().map(read_actions).transpose()?;
             let out = out.unwrap_or_else(|| prior.join("samples").join(format!("seed-{seed}")));
             let options = GenerateOptions {
@@ -573,8 +611,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             i3d,
             out,
             backend,
+            precision,
             no_progress,
         } => {
+            apply_precision(Some(precision), None);
             let real = clip_set(&real, &root)?;
             let generated = generated.map(|g| clip_set(&g, &root)).transpose()?;
             let options = FvdOptions {
@@ -634,10 +674,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             batch_size,
             rows_per_part,
             backend,
+            precision,
             overwrite,
             context_frames,
             no_progress,
         } => {
+            apply_precision(Some(precision), None);
             let (dataset, dataset_dir) = prepared_dataset(&root, &dataset)?;
             let checkpoint = match checkpoint {
                 Some(c) => c,

@@ -16,6 +16,8 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+
+use crate::ops::Precision;
 use videogpt_pipeline::rng::SplitMix64;
 use videogpt_pipeline::tokens::{TableManifest, TokenBatch, TokenBatches, TokenExpectation, TokenRows, TokenTable, TokenTableMeta};
 
@@ -77,6 +79,10 @@ pub struct PriorTrainOptions {
     /// Test clips per evaluation (the first ones, in clip order).
     pub eval_clips: usize,
     pub backend: BackendKind,
+    /// The products' arithmetic (`--precision`); runs that predate it are
+    /// f32. `None` before a run starts: f32 fresh, the recorded one resumed.
+    #[serde(default)]
+    pub precision: Option<Precision>,
 }
 
 impl PriorTrainOptions {
@@ -100,6 +106,7 @@ impl PriorTrainOptions {
             eval_every: 500,
             eval_clips: 256,
             backend: BackendKind::Flex,
+            precision: None,
         }
     }
 }
@@ -305,6 +312,7 @@ pub fn train_prior(
             config.train.checkpoint_every = options.checkpoint_every;
             config.train.log_every = options.log_every;
             config.train.eval_every = options.eval_every;
+            config.train.precision = Some(crate::run_config::apply_precision(options.precision, config.train.precision));
             let optim = checkpoint::load_optimizer(&found, optimizer(&config.train))?;
             (prior, config, state, optim)
         }
@@ -319,9 +327,11 @@ pub fn train_prior(
             })?;
             check_conditioning(&model, options.conditioning, table.meta(), table.dir())?;
             let tokens = table.meta().clone();
+            let mut train = options.clone();
+            train.precision = Some(crate::run_config::apply_precision(options.precision, None));
             let config = PriorRunConfig {
                 model: model.clone(),
-                train: options.clone(),
+                train,
                 tokens,
             };
             fs::create_dir_all(run).at(run)?;

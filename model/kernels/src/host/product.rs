@@ -1,4 +1,5 @@
-//! Matrix products on the host (`gemm`), operands read in place by strides.
+//! Matrix products on the host (`gemm`, or bf16 tiles under `--precision
+//! bf16`), operands read in place by strides.
 
 use std::mem::MaybeUninit;
 
@@ -86,6 +87,13 @@ unsafe fn product_to(
     accumulate: bool,
 ) {
     assert!(a.holds([m, k]) && b.holds([k, n]), "product operands");
+    if let Some(path) = crate::precision::bf16_path()
+        && super::bf16::worth_it([m, k, n])
+    {
+        // SAFETY: as below; `bf16_path` only names a path this CPU has.
+        unsafe { super::bf16::product(path, [m, k, n], out, a, b, accumulate) };
+        return;
+    }
     // SAFETY: the assertion keeps every element of `a` and `b` inside its
     // buffer; the caller vouches for `out`.
     unsafe {
@@ -112,4 +120,3 @@ unsafe fn product_to(
         );
     }
 }
-

@@ -1,0 +1,129 @@
+//! Matrix products with bf16 operands and f32 sums (`--precision bf16`).
+//!
+//! Both operands are rounded to bf16 and packed per block of the depth
+//! ([`pack`]), then multiplied on AMX tiles ([`amx`]) or with AVX-512-BF16
+//! dot products ([`avx512`]), whichever [`CpuPath`] says. Every output is
+//! summed in a fixed order, so results do not depend on threads.
+
+mod amx;
+mod avx512;
+mod pack;
+
+use std::cell::RefCell;
+
+use crate::host::product::Strided;
+use crate::precision::CpuPath;
+use pack::{Block, PANEL, pack_a, pack_b};
+
+/// Depth of one packed block: a 512-deep panel of `B` and block of `A`
+/// stay in the core's L2 cache.
+const DEPTH_BLOCK: usize = 512;
+/// Rows of `A` packed at a time.
+const ROW_BLOCK: usize = 256;
+
+/// A packed operand: `rows_padded` rows (or columns) and `depth` (a
+/// multiple of 32) values deep.
+pub(super) struct Packed<'a> {
+    values: &'a [u16],
+    rows_padded: usize,
+    depth: usize,
+}
+
+/// Where a block's products go: `rows x n` f32 at row stride `n`.
+#[derive(Clone, Copy)]
+pub(super) struct Output {
+    values: *mut f32,
+    rows: usize,
+    n: usize,
+}
+
+#[derive(Default)]
+struct Scratch {
+    a: Vec<u16>,
+    b: Vec<u16>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Whether a product of these dimensions is worth rounding and packing:
+/// smaller ones (a few rows, a shallow depth) stay f32.
+pub(crate) fn worth_it([m, k, n]: [usize; 3]) -> bool {
+    m >= 16 && n >= 16 && k >= 32
+}
+
+/// `out[m, n] (+)= a[m, k] x b[k, n]` with bf16 operands and f32 sums.
+///
+/// # Safety
+/// `path` is AMX or AVX-512-BF16 and this CPU has it; `out` points to
+/// `m * n` writable values (row-major), initialised if `accumulate`;
+/// every element of `a` and `b` read lies inside its buffer.
+pub(crate) unsafe fn product(
+    path: CpuPath,
+    [m, k, n]: [usize; 3],
+    out: *mut f32,
+    a: Strided,
+    b: Strided,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            // SAFETY: `out` holds `m * n` values.
+            unsafe { std::ptr::write_bytes(out, 0, m * n) };
+        }
+        return;
+    }
+    let padded_columns = n.next_multiple_of(2 * PANEL);
+    SCRATCH.with_borrow_mut(|scratch| {
+        for k0 in (0..k).step_by(DEPTH_BLOCK) {
+            let depth = k0..k.min(k0 + DEPTH_BLOCK);
+            let kp = depth.len().next_multiple_of(32);
+            pack_b(b, depth.clone(), n, padded_columns, kp, &mut scratch.b);
+            let packed_b = Packed {
+                values: &scratch.b,
+                rows_padded: padded_columns,
+                depth: kp,
+            };
+            for m0 in (0..m).step_by(ROW_BLOCK) {
+                let rows = m0..m.min(m0 + ROW_BLOCK);
+                let rows_padded = rows.len().next_multiple_of(32);
+                let block = Block {
+                    rows: rows.clone(),
+                    columns: depth.clone(),
+                };
+                pack_a(a, block, rows_padded, kp, &mut scratch.a);
+                let packed_a = Packed {
+                    values: &scratch.a,
+                    rows_padded,
+                    depth: kp,
+                };
+                let output = Output {
+                    // SAFETY: row `m0` of the `m x n` output.
+                    values: unsafe { out.add(m0 * n) },
+                    rows: rows.len(),
+                    n,
+                };
+                // The first depth block overwrites unless asked to add;
+                // the later ones add to it.
+                let accumulate = accumulate || k0 > 0;
+                // SAFETY: the caller vouches for `path` and `out`.
+                unsafe {
+                    match path {
+                        CpuPath::Amx => amx::multiply(&packed_a, &packed_b, output, accumulate),
+                        CpuPath::Avx512Bf16 => {
+                            avx512::multiply(&packed_a, &packed_b, output, accumulate)
+                        }
+                        CpuPath::F32 => unreachable!("bf16 products need a bf16 path"),
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;
