@@ -100,7 +100,7 @@ bench:
     {{cargo}} bench --workspace --bench prior
     {{cargo}} bench --workspace --bench fvd
 
-# Our train step against the official code's (a clone of wilson1yan/VideoGPT; needs `./setup.sh --torch-reference`), alternated, to target/bench/reference.json: `just bench-reference ~/VideoGPT [reference-64|reference-240|prior] [rounds, 6]`.
+# Our train step against the official code's (a clone of wilson1yan/VideoGPT; needs `./setup.sh --torch-reference`), alternated, to target/bench/reference.json: `just bench-reference ~/VideoGPT [reference-64|reference-240|prior] [rounds, 6] [--bf16: also autocast(bfloat16) against --precision bf16]`.
 bench-reference clone *args:
     {{cargo}} bench --workspace --bench vqvae --bench prior --no-run
-    set -- {{args}}; .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{clone}} alternate "${1:-reference-240}" --rounds "${2:-6}"
+    set -- {{args}}; .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{clone}} alternate "${1:-reference-240}" --rounds "${2:-6}" $(shift 2 2>/dev/null && echo "$@")

@@ -13,7 +13,9 @@
 //! Writes target/bench/prior.json and prints a table. `--train-step` times
 //! only the train step and prints it as one JSON line (for
 //! `model/scripts/reference_bench.py`, which alternates it with the
-//! official PyTorch code).
+//! official PyTorch code), with the FLOPs of its products. `--precision
+//! bf16` runs the products in bf16 (the default is f32); `--peak` prints
+//! this CPU's measured f32 FMA and AMX bf16 peak rates.
 //! Environment: PRIOR_BENCH_BACKEND=flex|wgpu (default flex),
 //! PRIOR_BENCH_SAMPLE_BATCHES=1,8, PRIOR_BENCH_KV=f16,f32,
 //! PRIOR_BENCH_REPEATS=5, PRIOR_BENCH_SKIP_TRAIN=1 (sampling only).
@@ -55,6 +57,24 @@ struct BenchResult {
     reference: f64,
     /// ours / reference in the same unit (> 1: we are faster).
     speedup_vs_reference: f64,
+    /// Train step: the FLOPs of its products (forward and backward), and
+    /// their rate at the median step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gflop_per_step: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gflops: Option<f64>,
+}
+
+/// The products of one train step: forward projections, the MLP, both
+/// attention products over the full grid (as the reference computes them)
+/// and the head; the backward pass twice the forward's.
+fn train_step_gflop(config: &PriorConfig, batch: usize) -> f64 {
+    let (n, d) = (config.tokens() as f64, config.hidden as f64);
+    let rows = batch as f64 * n;
+    let input = config.codebook_dim.map_or(0.0, |dim| 2.0 * rows * dim as f64 * d);
+    let per_layer = 2.0 * rows * d * (3.0 * d + d + 8.0 * d) + 4.0 * batch as f64 * n * n * d;
+    let head = 2.0 * rows * d * config.codes as f64;
+    3.0 * (input + config.layers as f64 * per_layer + head) / 1e9
 }
 
 
@@ -98,6 +118,8 @@ fn train_step(backend: BackendKind) -> BenchResult {
         unit: "steps/s",
         reference: 1.0 / 3.56,
         speedup_vs_reference: 3.56 / s,
+        gflop_per_step: Some(train_step_gflop(&config, batch)),
+        gflops: Some(train_step_gflop(&config, batch) / s),
     }
 }
 
@@ -134,6 +156,8 @@ fn sampling(backend: BackendKind, batch: usize, kv_cache: KvPrecision, repeats: 
         unit: "tokens/s",
         reference,
         speedup_vs_reference: rate / reference,
+        gflop_per_step: None,
+        gflops: None,
     }
 }
 
@@ -147,6 +171,10 @@ fn main() {
         .unwrap_or_else(|_| "flex".into())
         .parse()
         .expect("PRIOR_BENCH_BACKEND");
+    if std::env::args().any(|a| a == "--peak") {
+        println!("{}", serde_json::to_string(&common::peak::measure()).unwrap());
+        return;
+    }
     if std::env::args().any(|a| a == "--train-step") {
         println!("{}", serde_json::to_string(&train_step(backend)).unwrap());
         return;

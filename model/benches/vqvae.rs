@@ -5,6 +5,9 @@
 //! Each case runs in its own child process so that its peak RSS (VmHWM) is
 //! its own. Writes target/bench/vqvae.json and prints a table.
 //!
+//! `--precision bf16` runs the products in bf16 (the default is f32);
+//! `--peak` prints this CPU's measured f32 FMA and AMX bf16 peak rates.
+//!
 //! Environment: VQVAE_BENCH_BACKEND=flex|wgpu (default flex),
 //! VQVAE_BENCH_PRESETS=a,b (default all architectures),
 //! VQVAE_BENCH_BATCHES=1,2,4,8, VQVAE_BENCH_STEPS (measured steps, default 3
@@ -142,6 +145,10 @@ fn main() {
         .unwrap_or_else(|_| "flex".into())
         .parse()
         .expect("VQVAE_BENCH_BACKEND");
+    if args.iter().any(|a| a == "--peak") {
+        println!("{}", serde_json::to_string(&common::peak::measure()).unwrap());
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--case") {
         let case = &args[i + 1];
         let batch: usize = args[i + 2].parse().unwrap();

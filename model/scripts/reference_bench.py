@@ -15,6 +15,9 @@ on PyPI), alternating run by run with `model/benches/vqvae.rs --case` or
     python reference_bench.py --videogpt ~/VideoGPT step reference-240
     # rounds of (reference, ours), a summary, target/bench/reference.json
     python reference_bench.py --videogpt ~/VideoGPT alternate reference-240 --rounds 6
+    # the same with bf16 columns: the reference under torch.autocast(bfloat16)
+    # and ours with --precision bf16, four timings per round
+    python reference_bench.py --videogpt ~/VideoGPT alternate prior --bf16
 
 The VQ-VAE step is what the official `train_vqvae.py` runs per batch:
 `VQVAE(args).training_step` on random clips in [-0.5, 0.5), `backward()`,
@@ -37,6 +40,7 @@ Needs torch and numpy: `./setup.sh --torch-reference` makes `.venv-torch`.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -113,7 +117,15 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def vqvae_step(videogpt, case):
+def autocast(precision):
+    """The forward pass's context: `torch.autocast` to bfloat16 on the CPU
+    (what a PyTorch user turns on for mixed precision), or nothing."""
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def vqvae_step(videogpt, case, precision="f32"):
     """A closure running one VQ-VAE train step (returns the loss) and the batch size."""
     import torch
 
@@ -134,7 +146,8 @@ def vqvae_step(videogpt, case):
 
     def step(i):
         optimizer.zero_grad()
-        loss = model.training_step(batch, i)
+        with autocast(precision):
+            loss = model.training_step(batch, i)
         loss.backward()
         optimizer.step()
         return loss
@@ -142,7 +155,7 @@ def vqvae_step(videogpt, case):
     return step, BATCH
 
 
-def prior_step(videogpt):
+def prior_step(videogpt, precision="f32"):
     """One prior train step as `VideoGPT.forward` runs it after the VQ-VAE encode."""
     import torch
     import torch.nn as nn
@@ -166,9 +179,10 @@ def prior_step(videogpt):
 
     def step(_):
         optimizer.zero_grad()
-        h = attn_stack(fc_in(x), {}, None, None)
-        logits = fc_out(norm(h, {}))
-        loss = F.cross_entropy(videogpt.utils.shift_dim(logits, -1, 1), targets)
+        with autocast(precision):
+            h = attn_stack(fc_in(x), {}, None, None)
+            logits = fc_out(norm(h, {}))
+            loss = F.cross_entropy(videogpt.utils.shift_dim(logits, -1, 1), targets)
         loss.backward()
         optimizer.step()
         return loss
@@ -176,7 +190,7 @@ def prior_step(videogpt):
     return step, PRIOR_BATCH
 
 
-def time_reference(clone, case, warmup, steps, seed):
+def time_reference(clone, case, warmup, steps, seed, precision="f32"):
     import warnings
 
     import numpy as np
@@ -189,7 +203,7 @@ def time_reference(clone, case, warmup, steps, seed):
     videogpt = import_official(clone)
     torch.set_num_threads(usable_cores())
     torch.manual_seed(seed)
-    step, batch = prior_step(videogpt) if case == "prior" else vqvae_step(videogpt, case)
+    step, batch = prior_step(videogpt, precision) if case == "prior" else vqvae_step(videogpt, case, precision)
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
@@ -203,6 +217,7 @@ def time_reference(clone, case, warmup, steps, seed):
     return {
         "case": case,
         "implementation": "pytorch-reference",
+        "precision": precision,
         "batch": batch,
         "warmup": warmup,
         "measured": steps,
@@ -256,7 +271,43 @@ def summarise(case, pairs):
         # As our bench reports it (the figure its "vs reference" divides by).
         "recorded_reference_s": pairs[0]["ours"].get("reference_step_s"),
         "pairs": pairs,
+        **bf16_summary(pairs),
     }
+
+
+def bf16_summary(pairs):
+    """With bf16 columns: their medians and ours in bf16 against each of the
+    reference's steps (geometric means over rounds), else nothing."""
+    if not pairs or "ours_bf16" not in pairs[0]:
+        return {}
+
+    def ratio(numerator, denominator):
+        logs = [math.log(p[numerator]["median_step_s"] / p[denominator]["median_step_s"]) for p in pairs]
+        return math.exp(statistics.fmean(logs))
+
+    best_reference = [min(p["reference"]["median_step_s"], p["reference_bf16"]["median_step_s"]) for p in pairs]
+    return {
+        "reference_bf16_median_s": statistics.median(p["reference_bf16"]["median_step_s"] for p in pairs),
+        "ours_bf16_median_s": statistics.median(p["ours_bf16"]["median_step_s"] for p in pairs),
+        "ours_cpu_path": pairs[0]["ours_bf16"].get("cpu_path"),
+        "reference_bf16_vs_reference_f32": ratio("reference", "reference_bf16"),
+        "ours_bf16_vs_ours_f32": ratio("ours", "ours_bf16"),
+        "ours_bf16_vs_reference_f32": ratio("reference", "ours_bf16"),
+        "ours_bf16_vs_best_reference": math.exp(statistics.fmean(
+            math.log(best / p["ours_bf16"]["median_step_s"]) for best, p in zip(best_reference, pairs))),
+    }
+
+
+def fractions_of_peak(pairs, peak):
+    """Our steps' product rates (where our bench counts their FLOPs) as
+    fractions of all cores' f32 FMA peak and AMX bf16 peak."""
+    fractions = {}
+    for column, peak_key in (("ours", "f32_fma_gflops"), ("ours_bf16", "f32_fma_gflops"), ("ours_bf16", "amx_bf16_gflops")):
+        rates = [p[column].get("gflops") for p in pairs]
+        if all(rates) and peak.get(peak_key):
+            fractions[f"{column}_gflops"] = statistics.median(rates)
+            fractions[f"{column}_fraction_of_{peak_key.removesuffix('_gflops')}_peak"] = statistics.median(rates) / peak[peak_key]
+    return fractions
 
 
 def write_summary(path, summary):
@@ -282,7 +333,8 @@ def describe(result):
 def alternate(options):
     """Rounds of (reference, ours), each in a fresh process, and their summary."""
     bench = "prior" if options.case == "prior" else "vqvae"
-    ours_command = shlex.split(options.ours or f"cargo bench -q --workspace --bench {bench} --")
+    ours_command_base = shlex.split(options.ours or f"cargo bench -q --workspace --bench {bench} --")
+    ours_command = list(ours_command_base)
     if options.case != "prior":
         ours_command += ["--case", options.case, str(BATCH), str(options.warmup), str(options.steps)]
     elif (options.warmup, options.steps) != (2, 5):
@@ -290,16 +342,20 @@ def alternate(options):
     else:
         ours_command += ["--train-step"]
     pairs = []
+    # This CPU's peak rates (f32 FMA, AMX bf16), measured by our bench.
+    peak = run_json(ours_command_base + ["--peak"], "the peak measurement") if options.bf16 else None
     started = time.perf_counter()
     for round_index in range(options.rounds):
-        reference = run_json(
-            [sys.executable, __file__, "--videogpt", str(options.videogpt), "step", options.case,
-             "--warmup", str(options.warmup), "--steps", str(options.steps)],
-            "the reference",
-        )
+        reference_command = [sys.executable, __file__, "--videogpt", str(options.videogpt), "step", options.case,
+                             "--warmup", str(options.warmup), "--steps", str(options.steps)]
+        reference = run_json(reference_command, "the reference")
         ours = our_result(run_json(ours_command, "our bench"))
         ratio = reference["median_step_s"] / ours["median_step_s"]
-        pairs.append({"reference": reference, "ours": ours, "speedup": ratio})
+        pair = {"reference": reference, "ours": ours, "speedup": ratio}
+        if options.bf16:
+            pair["reference_bf16"] = run_json(reference_command + ["--precision", "bf16"], "the reference (bf16)")
+            pair["ours_bf16"] = our_result(run_json(ours_command + ["--precision", "bf16"], "our bench (bf16)"))
+        pairs.append(pair)
         done = round_index + 1
         seconds_per_round = (time.perf_counter() - started) / done
         print(
@@ -308,7 +364,12 @@ def alternate(options):
             f"{seconds_per_round * (options.rounds - done):.0f} s left)",
             flush=True,
         )
+        if options.bf16:
+            print(f"  bf16: reference {describe(pair['reference_bf16'])}, ours {describe(pair['ours_bf16'])}", flush=True)
     summary = summarise(options.case, pairs)
+    if peak is not None:
+        summary["peak"] = peak
+        summary.update(fractions_of_peak(pairs, peak))
     print(
         f"{options.case}: reference median {summary['reference_median_s']:.3f} s "
         f"(recorded in docs/performance.md: {summary['recorded_reference_s'] or float('nan'):.3f} s), ours {summary['ours_median_s']:.3f} s; "
@@ -316,6 +377,22 @@ def alternate(options):
         f"{summary['speedup_min']:.2f}-{summary['speedup_max']:.2f}x), "
         f"ours faster in {summary['rounds_ours_faster']} of {options.rounds} rounds"
     )
+    if options.bf16:
+        print(
+            f"{options.case} bf16: reference under autocast {summary['reference_bf16_median_s']:.3f} s "
+            f"({summary['reference_bf16_vs_reference_f32']:.2f}x its f32), ours {summary['ours_bf16_median_s']:.3f} s "
+            f"on {summary['ours_cpu_path']} ({summary['ours_bf16_vs_ours_f32']:.2f}x our f32); ours bf16 vs the "
+            f"reference's f32 {summary['ours_bf16_vs_reference_f32']:.2f}x, vs its faster step "
+            f"{summary['ours_bf16_vs_best_reference']:.2f}x"
+        )
+        peak_line = f"peak on {peak['cores']} cores: f32 FMA {peak.get('f32_fma_gflops') or 0:.0f} GFLOP/s, AMX bf16 {peak.get('amx_bf16_gflops') or 0:.0f} GFLOP/s"
+        if "ours_gflops" in summary:
+            peak_line += (f"; ours f32 {summary['ours_gflops']:.0f} GFLOP/s "
+                          f"({100 * summary['ours_fraction_of_f32_fma_peak']:.0f}% of f32 peak)")
+        if "ours_bf16_gflops" in summary:
+            peak_line += (f", ours bf16 {summary['ours_bf16_gflops']:.0f} GFLOP/s "
+                          f"({100 * summary['ours_bf16_fraction_of_amx_bf16_peak']:.1f}% of AMX peak)")
+        print(peak_line)
     write_summary(Path(options.output), summary)
     print(f"wrote {options.output}")
 
@@ -341,6 +418,8 @@ def main(argv=None):
     step.add_argument("--warmup", type=at_least(0), default=2)
     step.add_argument("--steps", type=at_least(1), default=5)
     step.add_argument("--seed", type=int, default=0)
+    step.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                      help="bf16: the forward pass under torch.autocast('cpu', dtype=torch.bfloat16)")
     both = modes.add_parser("alternate", help="alternate reference and ours, round by round")
     both.add_argument("case", choices=ALL_CASES)
     both.add_argument("--rounds", type=at_least(1), default=6)
@@ -352,10 +431,13 @@ def main(argv=None):
         " '--case CASE 2 WARMUP STEPS' (VQ-VAE) or '--train-step' (prior) is appended",
     )
     both.add_argument("--output", default="target/bench/reference.json")
+    both.add_argument("--bf16", action="store_true",
+                      help="also time the reference under torch.autocast(bfloat16) and ours with --precision bf16")
     options = parser.parse_args(argv)
     check_clone(options.videogpt)
     if options.mode == "step":
-        print(json.dumps(time_reference(options.videogpt, options.case, options.warmup, options.steps, options.seed)))
+        print(json.dumps(time_reference(options.videogpt, options.case, options.warmup, options.steps, options.seed,
+                                        options.precision)))
     else:
         alternate(options)
 

@@ -2,6 +2,8 @@
 //! writing the results to target/bench/<name>.json.
 #![allow(dead_code)]
 
+pub mod peak;
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]

@@ -96,3 +96,39 @@ def test_alternate_runs_both_sides_in_turn_and_merges_the_summary(tmp_path, monk
     assert (summary["speedup_min"], summary["speedup_max"]) == pytest.approx((0.8, 2.0))
     assert summary["recorded_reference_s"] == 1.435
     assert not output.with_suffix(".json.tmp").exists()
+
+
+def test_bf16_columns_time_four_steps_a_round_and_compare_ours_with_both_references(tmp_path, monkeypatch, capsys):
+    clone = fake_clone(tmp_path / "clone")
+    output = tmp_path / "reference.json"
+    # Per round: reference f32, ours f32, reference bf16, ours bf16.
+    times = iter([3.0, 1.5, 2.0, 0.5] * 2)
+    calls = []
+
+    def fake_run_json(command, what):
+        if what == "the peak measurement":
+            assert command == ["ours-bench", "--peak"]
+            return {"cores": 2, "f32_fma_gflops": 200.0, "amx_bf16_gflops": 2000.0}
+        calls.append((what, command))
+        result = {"median_step_s": next(times)}
+        result["gflops"] = 80.0 / result["median_step_s"]
+        if what.startswith("our bench"):
+            result["cpu_path"] = "amx-bf16" if "bf16" in command else "f32"
+        return result
+
+    monkeypatch.setattr(reference_bench, "run_json", fake_run_json)
+    reference_bench.main(["--videogpt", str(clone), "alternate", "prior", "--rounds", "2", "--bf16",
+                          "--ours", "ours-bench", "--output", str(output)])
+    assert [what for what, _ in calls] == ["the reference", "our bench", "the reference (bf16)", "our bench (bf16)"] * 2
+    assert calls[2][1][-2:] == ["--precision", "bf16"] and calls[3][1] == ["ours-bench", "--train-step", "--precision", "bf16"]
+    assert "--precision" not in calls[0][1] and "--precision" not in calls[1][1]
+    summary = json.loads(output.read_text())["prior"]
+    assert summary["ours_cpu_path"] == "amx-bf16"
+    assert summary["reference_bf16_vs_reference_f32"] == pytest.approx(1.5)
+    assert summary["ours_bf16_vs_ours_f32"] == pytest.approx(3.0)
+    assert summary["ours_bf16_vs_reference_f32"] == pytest.approx(6.0)
+    assert summary["ours_bf16_vs_best_reference"] == pytest.approx(4.0)
+    assert summary["ours_fraction_of_f32_fma_peak"] == pytest.approx(80 / 1.5 / 200)
+    assert summary["ours_bf16_fraction_of_amx_bf16_peak"] == pytest.approx(80 / 0.5 / 2000)
+    printed = capsys.readouterr().out
+    assert "vs its faster step 4.00x" in printed and "AMX bf16 2000 GFLOP/s" in printed

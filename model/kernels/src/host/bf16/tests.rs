@@ -112,31 +112,14 @@ fn bf16_products_match_the_sums_of_rounded_operands() {
 
 #[test]
 fn empty_depth_writes_zeros_or_leaves_the_sums() {
+    let none: [f32; 0] = [];
+    let (a, b) = (Strided::row_major(&none, 0), Strided::row_major(&none, 3));
     for path in paths() {
         let mut out = vec![3.0f32; 6];
-        let none: [f32; 0] = [];
-        // SAFETY: `out` holds 2 x 3 values; `k` is 0, nothing is read.
-        unsafe {
-            product(
-                path,
-                [2, 0, 3],
-                out.as_mut_ptr(),
-                Strided::row_major(&none, 0),
-                Strided::row_major(&none, 3),
-                true,
-            )
-        };
-        assert_eq!(out, [3.0; 6]);
-        unsafe {
-            product(
-                path,
-                [2, 0, 3],
-                out.as_mut_ptr(),
-                Strided::row_major(&none, 0),
-                Strided::row_major(&none, 3),
-                false,
-            )
-        };
-        assert_eq!(out, [0.0; 6]);
+        for (accumulate, expected) in [(true, 3.0), (false, 0.0)] {
+            // SAFETY: `out` holds 2 x 3 values; `k` is 0, nothing is read.
+            unsafe { product(path, [2, 0, 3], out.as_mut_ptr(), a, b, accumulate) };
+            assert_eq!(out, [expected; 6], "{path}, accumulate {accumulate}");
+        }
     }
 }
