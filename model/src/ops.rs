@@ -6,6 +6,14 @@
 pub use videogpt_kernels::{
     CPU_PATH_VARIABLE, CpuPath, Precision, cpu_path, precision, set_precision,
     Decoder, DecoderBlock, DecoderState, FoldedNorm, HostAdam, KvCache as AttentionCache, KvPrecision,
-    PackedLinear, axial_attention, batch_norm_relu, cached_attention, channels_first, channels_last,
+    PackedLinear, axial_attention, causal_attention, batch_norm_relu, cached_attention, channels_first, channels_last,
     conv_transpose3d, conv3d, linear, make_calling_thread_a_worker, tune_allocator, with_workers_awake,
 };
+
+/// [`linear`] applied to every position of a `[b, n, in]` sequence.
+pub fn linear_seq(layer: &burn::nn::Linear, x: burn::tensor::Tensor<3>) -> burn::tensor::Tensor<3> {
+    let [b, n, k] = x.dims();
+    let y = linear(layer, x.reshape([b * n, k]));
+    let out = y.dims()[1];
+    y.reshape([b, n, out])
+}

@@ -45,7 +45,7 @@ pub mod precision;
 pub mod threads;
 
 pub use adam::HostAdam;
-pub use attention::axial_attention;
+pub use attention::{axial_attention, causal_attention};
 pub use conv::{conv_transpose3d, conv3d};
 pub use decode::{Decoder, DecoderBlock, DecoderState, FoldedNorm, KvCache, KvPrecision, PackedLinear, cached_attention};
 pub use linear::linear;

@@ -1,12 +1,12 @@
-//! Causal multi-head self-attention over the flattened token grid, with a
-//! key/value cache for sampling one token at a time.
+//! Causal multi-head self-attention over the flattened token grid (the
+//! softmax core is `ops::causal_attention`), with a key/value cache for
+//! sampling one token at a time.
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use crate::ops::{AttentionCache, KvPrecision, cached_attention};
+use crate::ops::{AttentionCache, KvPrecision, cached_attention, causal_attention, linear_seq};
 
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
@@ -63,37 +63,10 @@ impl CausalSelfAttention {
         }
     }
 
-    /// `[b, n, width]` -> three `[b, heads, n, d]`.
-    fn project(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
-        let [b, n, width] = x.dims();
-        let d = width / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3, self.heads, d])
-            .permute([2, 0, 3, 1, 4]); // [3, b, heads, n, d]
-        [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).reshape([b, self.heads, n, d]))
-    }
-
-    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        let [b, heads, n, d] = q.dims();
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let weights = self.attention_dropout.forward(softmax(scores, 3));
-        let y = weights.matmul(v).swap_dims(1, 2).reshape([b, n, heads * d]);
-        self.residual_dropout.forward(self.out.forward(y))
-    }
-
     /// Every position attends to itself and the positions before it.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let n = x.dims()[1];
-        let device = x.device();
-        let [q, k, v] = self.project(x);
-        // true above the diagonal (the future): filled with -inf.
-        let mask = Tensor::<2, Bool>::tril_mask([n, n], 0, &device).unsqueeze::<4>();
-        self.attend(q, k, v, Some(mask))
+        let y = causal_attention(linear_seq(&self.qkv, x), self.heads, self.attention_dropout.prob);
+        self.residual_dropout.forward(linear_seq(&self.out, y))
     }
 
     /// The next positions `[b, m, width]` given the cache of the earlier

@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 use super::attention::{CausalSelfAttention, KvCache};
 use super::context::CrossAttention;
 use super::norm::ConditionalLayerNorm;
+use crate::ops::linear_seq;
 
 #[derive(Module, Debug)]
 pub struct Block {
@@ -53,7 +54,7 @@ impl Block {
     }
 
     fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
-        self.dropout.forward(self.down.forward(gelu2(self.up.forward(x))))
+        self.dropout.forward(linear_seq(&self.down, gelu2(linear_seq(&self.up, x))))
     }
 
     /// `memory`: the frame encoder's output, for frame-conditioned priors.

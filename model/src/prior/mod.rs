@@ -24,6 +24,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::ops::linear_seq;
 use crate::vqvae::attention::BroadcastPositionEmbedding;
 use attention::KvCache;
 use block::Block;
@@ -272,7 +273,7 @@ impl Prior {
         let [b, n] = tokens.dims();
         let vectors = self.codebook.as_ref().expect("codebook embedding").val();
         let rows = vectors.select(0, tokens.reshape([b * n]));
-        let projected = self.project.as_ref().expect("codebook projection").forward(rows);
+        let projected = crate::ops::linear(self.project.as_ref().expect("codebook projection"), rows);
         let hidden = projected.dims()[1];
         projected.reshape([b, n, hidden])
     }
@@ -321,7 +322,7 @@ impl Prior {
         for block in &self.blocks {
             x = block.forward(x, condition, memory);
         }
-        self.head.forward(self.norm_out.forward(x, condition))
+        linear_seq(&self.head, self.norm_out.forward(x, condition))
     }
 
     /// Mean cross-entropy in nats per token.

@@ -1,15 +1,41 @@
-//! Axial attention's softmax core: every line of a `[b, t, h, w]` grid
-//! along one axis attends within itself, head by head.
+//! Attention's softmax cores. Axial attention: every line of a
+//! `[b, t, h, w]` grid along one axis attends within itself, head by head.
+//! Causal attention: every position of a sequence attends to itself and
+//! the positions before it (the prior).
 //!
-//! [`axial_attention`] runs it on the host for flex tensors ([`axial`]) and
-//! with burn's tensor operations on every other device ([`with_burn`]).
+//! [`axial_attention`] and [`causal_attention`] run on the host for flex
+//! tensors ([`axial`], [`causal`]) and with burn's tensor operations on
+//! every other device ([`with_burn`], [`causal_with_burn`]).
 
 pub mod axial;
+pub mod causal;
 
-use burn::tensor::Tensor;
+use burn::nn::DropoutConfig;
 use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Tensor};
 
 pub use axial::AxialLines;
+
+/// `qkv` `[b, n, 3c]` (rows `[q | k | v]`, heads side by side in each) ->
+/// `[b, n, c]`: causal softmax attention with `heads` heads, and dropout
+/// of the attention weights with probability `dropout` while training.
+pub fn causal_attention(qkv: Tensor<3>, heads: usize, dropout: f64) -> Tensor<3> {
+    causal::attend_on_host(&qkv, heads, dropout).unwrap_or_else(|| causal_with_burn(qkv, heads, dropout))
+}
+
+/// [`causal_attention`] with burn's tensor operations (any device).
+pub fn causal_with_burn(qkv: Tensor<3>, heads: usize, dropout: f64) -> Tensor<3> {
+    let [b, n, width3] = qkv.dims();
+    let d = width3 / 3 / heads;
+    let device = qkv.device();
+    let qkv = qkv.reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4]); // [3, b, heads, n, d]
+    let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, d]));
+    let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
+    // true above the diagonal (the future): filled with -inf.
+    let future = Tensor::<2, Bool>::tril_mask([n, n], 0, &device).unsqueeze::<4>();
+    let weights = DropoutConfig::new(dropout).init().forward(softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3));
+    weights.matmul(v).swap_dims(1, 2).reshape([b, n, heads * d])
+}
 
 /// `qkv` `[n, 3c]` (rows `[q | k | v]` in raster order of `grid`
 /// `[b, t, h, w]`) -> `[n, c]`: softmax attention along `axis` (1 = T,

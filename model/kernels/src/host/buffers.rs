@@ -38,6 +38,15 @@ impl SharedOutput {
         unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.0.add(index * width), width) }
     }
 
+    /// Writes `values` at value offset `offset`.
+    ///
+    /// # Safety
+    /// `offset..offset + values.len()` lies inside the buffer's capacity,
+    /// and no one else touches it meanwhile.
+    pub(crate) unsafe fn write_at(&self, offset: usize, values: &[f32]) {
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.0.add(offset), values.len()) }
+    }
+
     /// Writes `tile` (`[offsets.len(), width]`) transposed: value `(t, c)`
     /// to `offsets[t] + c * stride`. Runs of 8 consecutive offsets go 8 x 8
     /// at a time through AVX registers where the CPU has it.

@@ -67,6 +67,15 @@ pub(crate) fn row_major_product(
     unsafe { product_to(dims, out.as_mut_ptr(), a, b, accumulate) }
 }
 
+/// `out[m, n] (+)= a[m, k] x b[k, n]` with both operands read in place by
+/// strides; `out` row-major and contiguous.
+pub(crate) fn strided_product(dims: [usize; 3], out: &mut [f32], a: Strided, b: Strided, accumulate: bool) {
+    assert!(out.len() >= dims[0] * dims[2], "product output");
+    // SAFETY: `out` holds the `m * n` values written (and read, if
+    // `accumulate`), all initialised.
+    unsafe { product_to(dims, out.as_mut_ptr(), a, b, accumulate) }
+}
+
 /// `out[m, n] = a[m, k] x b[k, n]` into memory that need not be
 /// initialised: every one of the `m * n` values is written, none is read.
 /// `out` is row-major and contiguous; `a` and `b` are read in place.

@@ -61,11 +61,13 @@ pub(super) fn pack_a(
             convert(&a.values[start..start + k], &mut packed[i * kp..i * kp + k]);
         }
     } else if a.rows == 1 {
-        // Columns are contiguous: read down them, write across rows.
+        // Columns are contiguous: convert down a column, write across rows.
+        let mut column_values = vec![0u16; m];
         for (j, column) in block.columns.clone().enumerate() {
             let start = column * a.columns + block.rows.start;
-            for (i, &value) in a.values[start..start + m].iter().enumerate() {
-                packed[i * kp + j] = bf16(value);
+            convert(&a.values[start..start + m], &mut column_values);
+            for (i, &value) in column_values.iter().enumerate() {
+                packed[i * kp + j] = value;
             }
         }
     } else {
@@ -118,9 +120,22 @@ pub(super) fn pack_b(
                 }
             }
         }
+    } else if b.rows == 1 {
+        // Columns contiguous (a transposed row-major matrix): a column's
+        // pairs are consecutive values, converted together.
+        let mut column_values = vec![0u16; k.next_multiple_of(2)];
+        for j in 0..n {
+            let (panel, c) = (j / PANEL, j % PANEL);
+            let dst = &mut packed[panel * panel_len..(panel + 1) * panel_len];
+            let start = j * b.columns + depth.start;
+            convert(&b.values[start..start + k], &mut column_values[..k]);
+            for (p, pair) in column_values.chunks(2).enumerate() {
+                dst[p * 2 * PANEL + 2 * c] = pair[0];
+                dst[p * 2 * PANEL + 2 * c + 1] = pair.get(1).copied().unwrap_or(0);
+            }
+        }
     } else {
-        // Element (i, j) at i * rows + j * columns; a transposed row-major
-        // matrix reads each column's pairs from consecutive values.
+        // Element (i, j) at i * rows + j * columns.
         for j in 0..n {
             let (panel, c) = (j / PANEL, j % PANEL);
             let dst = &mut packed[panel * panel_len..(panel + 1) * panel_len];
