@@ -17,8 +17,9 @@ use burn::backend::{Autodiff, BackendTypes, Flex};
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::decode::kv_cache::exp_approx;
 use crate::host::buffers::{SharedOutput, with_scratch};
-use crate::host::product::{Strided, strided_product};
+use crate::host::product::{RightOperand, Strided, product_with};
 
 type FlexAd = Autodiff<Flex>;
 type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
@@ -90,30 +91,63 @@ fn mix32(mut x: u32) -> u32 {
 const QUERY_BLOCK: usize = 64;
 
 /// The softmax weights of queries `i0..i1` of head `h` of sequence `seq`
-/// against keys `0..i1`, zero past each query's own position:
-/// `weights[r * i1 + j]`.
-fn softmax_weights(seq: &[f32], shape: &CausalHeads, h: usize, [i0, i1]: [usize; 2], weights: &mut [f32]) {
+/// against keys `0..i1` (`keys_t`: the head's keys, transposed), zero past
+/// each query's own position: `weights[r * i1 + j]`.
+fn softmax_weights(
+    seq: &[f32],
+    shape: &CausalHeads,
+    h: usize,
+    keys_t: &RightOperand,
+    [i0, i1]: [usize; 2],
+    weights: &mut [f32],
+) {
     let (w, d) = (shape.width(), shape.head_dim);
     let (rows, keys) = (i1 - i0, i1);
     let queries = Strided::row_major(&seq[i0 * 3 * w + h * d..], 3 * w);
-    let keys_t = Strided::transposed(&seq[w + h * d..], 3 * w);
-    strided_product([rows, d, keys], &mut weights[..rows * keys], queries, keys_t, false);
+    product_with([rows, d, keys], &mut weights[..rows * keys], queries, keys_t, false);
     let scale = 1.0 / (d as f32).sqrt();
-    for (r, row) in weights[..rows * keys].chunks_exact_mut(keys).enumerate() {
-        let (live, future) = row.split_at_mut(i0 + r + 1);
-        let max = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0.0;
-        for x in live.iter_mut() {
-            *x = ((*x - max) * scale).exp();
-            sum += *x;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked at run time).
+        return unsafe { softmax_rows_avx2(&mut weights[..rows * keys], keys, i0, scale) };
+    }
+    softmax_rows(&mut weights[..rows * keys], keys, i0, scale);
+}
+
+/// Softmax of `scores * scale` along each row of `rows` (`keys` wide), row
+/// `r` over its first `first + r + 1` values, zeros after them. Inlined
+/// into a plain and an AVX2 copy (no FMA: both give the same bits).
+#[inline(always)]
+fn softmax_rows(rows: &mut [f32], keys: usize, first: usize, scale: f32) {
+    for (r, row) in rows.chunks_exact_mut(keys).enumerate() {
+        let (live, future) = row.split_at_mut(first + r + 1);
+        let (eights, rest) = live.as_chunks::<8>();
+        let mut maxima = [f32::NEG_INFINITY; 8];
+        for chunk in eights {
+            maxima.iter_mut().zip(chunk).for_each(|(m, &x)| *m = m.max(x));
         }
-        let inverse = 1.0 / sum;
+        let max = rest.iter().chain(&maxima).fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        live.iter_mut().for_each(|x| *x = exp_approx((*x - max) * scale));
+        let (eights, rest) = live.as_chunks::<8>();
+        let mut sums = [0f32; 8];
+        for chunk in eights {
+            sums.iter_mut().zip(chunk).for_each(|(s, &x)| *s += x);
+        }
+        let inverse = 1.0 / (sums.iter().sum::<f32>() + rest.iter().sum::<f32>());
         live.iter_mut().for_each(|x| *x *= inverse);
         future.fill(0.0);
     }
 }
 
-/// `qkv` `[batch * len, 3 * width]` -> `[batch * len, width]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn softmax_rows_avx2(rows: &mut [f32], keys: usize, first: usize, scale: f32) {
+    softmax_rows(rows, keys, first, scale)
+}
+
+/// `qkv` `[batch * len, 3 * width]` -> `[batch * len, width]`; one task
+/// per sequence and head, whose keys and values are prepared once for all
+/// its blocks of queries.
 pub fn attend(qkv: &[f32], shape: &CausalHeads, dropout: Option<AttentionDropout>) -> Vec<f32> {
     let (n, w, d) = (shape.len, shape.width(), shape.head_dim);
     assert_eq!(qkv.len(), shape.batch * n * 3 * w, "qkv is not [batch * len, 3 * width]");
@@ -121,29 +155,30 @@ pub fn attend(qkv: &[f32], shape: &CausalHeads, dropout: Option<AttentionDropout
     // Every value is written exactly once below: no zeroing first.
     let mut out = Vec::with_capacity(total);
     let shared = SharedOutput(out.as_mut_ptr());
-    let tasks: Vec<[usize; 3]> = (0..shape.batch)
-        .flat_map(|b| (0..shape.heads).flat_map(move |h| (0..n).step_by(QUERY_BLOCK).map(move |i0| [b, h, i0])))
-        .collect();
-    tasks.par_iter().for_each(|&[b, h, i0]| {
+    let tasks: Vec<[usize; 2]> = (0..shape.batch).flat_map(|b| (0..shape.heads).map(move |h| [b, h])).collect();
+    tasks.par_iter().for_each(|&[b, h]| {
+        let seq = shape.sequence(qkv, b);
+        let keys_t = RightOperand::new(Strided::transposed(&seq[w + h * d..], 3 * w), [d, n]);
+        let values = RightOperand::new(Strided::row_major(&seq[2 * w + h * d..], 3 * w), [n, d]);
         with_scratch(|weights, block| {
-            let i1 = (i0 + QUERY_BLOCK).min(n);
-            let (rows, keys) = (i1 - i0, i1);
-            let seq = shape.sequence(qkv, b);
-            weights.resize(weights.len().max(rows * keys), 0.0);
-            softmax_weights(seq, shape, h, [i0, i1], weights);
-            if let Some(dropout) = dropout {
-                for (r, row) in weights[..rows * keys].chunks_exact_mut(keys).enumerate() {
-                    let live = i0 + r + 1;
-                    dropout.apply(dropout.row_key(b * shape.heads + h, i0 + r), &mut row[..live]);
+            for i0 in (0..n).step_by(QUERY_BLOCK) {
+                let i1 = (i0 + QUERY_BLOCK).min(n);
+                let (rows, keys) = (i1 - i0, i1);
+                weights.resize(weights.len().max(rows * keys), 0.0);
+                softmax_weights(seq, shape, h, &keys_t, [i0, i1], weights);
+                if let Some(dropout) = dropout {
+                    for (r, row) in weights[..rows * keys].chunks_exact_mut(keys).enumerate() {
+                        let live = i0 + r + 1;
+                        dropout.apply(dropout.row_key(b * shape.heads + h, i0 + r), &mut row[..live]);
+                    }
                 }
-            }
-            block.resize(block.len().max(rows * d), 0.0);
-            let values = Strided::row_major(&seq[2 * w + h * d..], 3 * w);
-            strided_product([rows, keys, d], &mut block[..rows * d], Strided::row_major(weights, keys), values, false);
-            for r in 0..rows {
-                // SAFETY: row `b * n + i0 + r`, channels `h * d..(h + 1) * d`
-                // of the `total` values: this task's alone.
-                unsafe { shared.write_at((b * n + i0 + r) * w + h * d, &block[r * d..(r + 1) * d]) };
+                block.resize(block.len().max(rows * d), 0.0);
+                product_with([rows, keys, d], &mut block[..rows * d], Strided::row_major(weights, keys), &values, false);
+                for r in 0..rows {
+                    // SAFETY: row `b * n + i0 + r`, channels `h * d..(h + 1) * d`
+                    // of the `total` values: this task's alone.
+                    unsafe { shared.write_at((b * n + i0 + r) * w + h * d, &block[r * d..(r + 1) * d]) };
+                }
             }
         })
     });
@@ -163,8 +198,11 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
     let scale = 1.0 / (d as f32).sqrt();
     let tasks: Vec<[usize; 2]> = (0..shape.batch).flat_map(|b| (0..shape.heads).map(move |h| [b, h])).collect();
     tasks.par_iter().for_each(|&[b, h]| {
+        let seq = shape.sequence(qkv, b);
+        let keys_t = RightOperand::new(Strided::transposed(&seq[w + h * d..], 3 * w), [d, n]);
+        let values_t = RightOperand::new(Strided::transposed(&seq[2 * w + h * d..], 3 * w), [d, n]);
+        let keys_rows = RightOperand::new(Strided::row_major(&seq[w + h * d..], 3 * w), [n, d]);
         with_scratch(|blocks, sums| {
-            let seq = shape.sequence(qkv, b);
             let grad = &grad[b * n * w..(b + 1) * n * w];
             blocks.resize(blocks.len().max(2 * QUERY_BLOCK * n + QUERY_BLOCK * d), 0.0);
             let (weights, rest) = blocks.split_at_mut(QUERY_BLOCK * n);
@@ -183,7 +221,7 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
                 let i1 = (i0 + QUERY_BLOCK).min(n);
                 let (rows, keys) = (i1 - i0, i1);
                 let (weights, dweights) = (&mut weights[..rows * keys], &mut dweights[..rows * keys]);
-                softmax_weights(seq, shape, h, [i0, i1], weights);
+                softmax_weights(seq, shape, h, &keys_t, [i0, i1], weights);
                 let grad_block = Strided::row_major(&grad[i0 * w + h * d..], w);
                 // dV_j += sum_i P'_ij dO_i, with P' the dropped-out weights.
                 let kept = match dropout {
@@ -196,10 +234,10 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
                     }
                     None => &*weights,
                 };
-                strided_product([keys, rows, d], &mut dv[..keys * d], Strided::transposed(kept, keys), grad_block, true);
+                let grad_rows = RightOperand::new(grad_block, [rows, d]);
+                product_with([keys, rows, d], &mut dv[..keys * d], Strided::transposed(kept, keys), &grad_rows, true);
                 // dP'_ij = dO_i . v_j, then dP = dP' masked and scaled alike.
-                let values_t = Strided::transposed(&seq[2 * w + h * d..], 3 * w);
-                strided_product([rows, d, keys], dweights, grad_block, values_t, false);
+                product_with([rows, d, keys], dweights, grad_block, &values_t, false);
                 for (r, (dp, p)) in dweights.chunks_exact_mut(keys).zip(weights.chunks_exact(keys)).enumerate() {
                     let live = i0 + r + 1;
                     if let Some(dropout) = dropout {
@@ -211,13 +249,12 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
                     dp[live..].fill(0.0);
                 }
                 // dQ_i = sum_j dS_ij k_j; dK_j += sum_i dS_ij q_i.
-                let keys_rows = Strided::row_major(&seq[w + h * d..], 3 * w);
-                strided_product([rows, keys, d], &mut dq[..rows * d], Strided::row_major(dweights, keys), keys_rows, false);
+                product_with([rows, keys, d], &mut dq[..rows * d], Strided::row_major(dweights, keys), &keys_rows, false);
                 for r in 0..rows {
                     write(i0 + r, 0, &dq[r * d..(r + 1) * d]);
                 }
-                let queries = Strided::row_major(&seq[i0 * 3 * w + h * d..], 3 * w);
-                strided_product([keys, rows, d], &mut dk[..keys * d], Strided::transposed(dweights, keys), queries, true);
+                let queries = RightOperand::new(Strided::row_major(&seq[i0 * 3 * w + h * d..], 3 * w), [rows, d]);
+                product_with([keys, rows, d], &mut dk[..keys * d], Strided::transposed(dweights, keys), &queries, true);
             }
             for j in 0..n {
                 write(j, 1, &dk[j * d..(j + 1) * d]);

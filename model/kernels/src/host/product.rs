@@ -129,3 +129,36 @@ unsafe fn product_to(
         );
     }
 }
+
+/// A right operand `b[k, n]` prepared once for many products that read a
+/// prefix of it (its first rows and columns): rounded and packed under
+/// `--precision bf16` on a bf16 path, else read in place.
+pub(crate) struct RightOperand<'a> {
+    values: Strided<'a>,
+    packed: Option<(crate::precision::CpuPath, super::bf16::PackedB)>,
+}
+
+impl<'a> RightOperand<'a> {
+    pub fn new(values: Strided<'a>, [k, n]: [usize; 2]) -> Self {
+        assert!(values.holds([k, n]), "product operand");
+        let packed = crate::precision::bf16_path()
+            .filter(|_| super::bf16::worth_it([16, k, n]))
+            .map(|path| (path, super::bf16::PackedB::new(values, [k, n])));
+        Self { values, packed }
+    }
+}
+
+/// `out[m, n] (+)= a[m, k] x b[0..k, 0..n]`, `out` row-major and contiguous.
+pub(crate) fn product_with(dims: [usize; 3], out: &mut [f32], a: Strided, b: &RightOperand, accumulate: bool) {
+    let [m, k, n] = dims;
+    assert!(out.len() >= m * n, "product output");
+    match &b.packed {
+        Some((path, packed)) if super::bf16::worth_it(dims) => {
+            assert!(a.holds([m, k]), "product operands");
+            // SAFETY: `out` holds the `m * n` values, initialised; `a`'s view
+            // lies inside its buffer, and `packed_product` checks the prefix.
+            unsafe { super::bf16::product_packed(*path, dims, out.as_mut_ptr(), a, packed, accumulate) }
+        }
+        _ => strided_product(dims, out, a, b.values, accumulate),
+    }
+}

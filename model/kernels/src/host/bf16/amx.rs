@@ -38,16 +38,16 @@ const CONFIG: TileConfig = {
 pub(super) unsafe fn multiply(a: &Packed, b: &Packed, out: Output, accumulate: bool) {
     let kp = a.depth;
     let steps = kp / 32;
-    debug_assert!(steps > 0 && a.values.len() >= a.rows_padded * kp);
-    let a_stride = kp * 2;
-    let panel_bytes = kp * PANEL * 2;
+    debug_assert!(steps > 0 && a.values.len() >= a.rows_padded * a.stride);
+    let a_stride = a.stride * 2;
+    let panel_bytes = b.stride * 2;
     let mut spill = [0f32; BLOCK * BLOCK];
     // SAFETY: loads the configuration all tile instructions below use.
     unsafe { asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly)) };
     for j0 in (0..out.n).step_by(BLOCK) {
-        let b_block = b.values[j0 / PANEL * kp * PANEL..].as_ptr();
+        let b_block = b.values[j0 / PANEL * b.stride..].as_ptr();
         for i0 in (0..out.rows).step_by(BLOCK) {
-            let a_block = a.values[i0 * kp..].as_ptr();
+            let a_block = a.values[i0 * a.stride..].as_ptr();
             let full = i0 + BLOCK <= out.rows && j0 + BLOCK <= out.n;
             // SAFETY: the packed operands are padded to whole blocks of 32
             // rows and columns and `kp` deep; a full block lies inside

@@ -20,8 +20,8 @@ pub(super) unsafe fn multiply(a: &Packed, b: &Packed, out: Output, accumulate: b
     let kp = a.depth;
     for j0 in (0..out.n).step_by(COLUMNS) {
         let panels = [
-            b.values[j0 / PANEL * kp * PANEL..].as_ptr(),
-            b.values[(j0 / PANEL + 1) * kp * PANEL..].as_ptr(),
+            b.values[j0 / PANEL * b.stride..].as_ptr(),
+            b.values[(j0 / PANEL + 1) * b.stride..].as_ptr(),
         ];
         let columns = (out.n - j0).min(COLUMNS);
         for i0 in (0..out.rows).step_by(ROWS) {
@@ -39,7 +39,7 @@ pub(super) unsafe fn multiply(a: &Packed, b: &Packed, out: Output, accumulate: b
                         let pair = a
                             .values
                             .as_ptr()
-                            .add((i0 + r) * kp + 2 * p)
+                            .add((i0 + r) * a.stride + 2 * p)
                             .cast::<i32>()
                             .read_unaligned();
                         let pair: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));

@@ -21,12 +21,15 @@ const DEPTH_BLOCK: usize = 512;
 /// Rows of `A` packed at a time.
 const ROW_BLOCK: usize = 256;
 
-/// A packed operand: `rows_padded` rows (or columns) and `depth` (a
-/// multiple of 32) values deep.
+/// A packed operand: `rows_padded` rows (or columns), the first `depth`
+/// values (a multiple of 32) of each used; rows of `A` and panels of `B`
+/// lie `stride` values apart (`depth`, or more in a prefix of a longer
+/// packing: `depth * 16` for a panel of `B` packed exactly that deep).
 pub(super) struct Packed<'a> {
     values: &'a [u16],
     rows_padded: usize,
     depth: usize,
+    stride: usize,
 }
 
 /// Where a block's products go: `rows x n` f32 at row stride `n`.
@@ -87,6 +90,7 @@ pub(crate) unsafe fn product(
                 values: &scratch.b,
                 rows_padded: padded_columns,
                 depth: kp,
+                stride: kp * PANEL,
             };
             for m0 in (0..m).step_by(ROW_BLOCK) {
                 let rows = m0..m.min(m0 + ROW_BLOCK);
@@ -100,6 +104,7 @@ pub(crate) unsafe fn product(
                     values: &scratch.a,
                     rows_padded,
                     depth: kp,
+                    stride: kp,
                 };
                 let output = Output {
                     // SAFETY: row `m0` of the `m x n` output.
@@ -119,6 +124,81 @@ pub(crate) unsafe fn product(
                         }
                         CpuPath::F32 => unreachable!("bf16 products need a bf16 path"),
                     }
+                }
+            }
+        }
+    });
+}
+
+/// A right operand `b[k, n]` rounded and packed once for many products
+/// that read a prefix of it (the first `k'` rows, the first `n'` columns).
+pub(crate) struct PackedB {
+    values: Vec<u16>,
+    k: usize,
+    n: usize,
+    /// `k` rounded up to 32: the panels' depth.
+    depth: usize,
+}
+
+impl PackedB {
+    pub(crate) fn new(b: Strided, [k, n]: [usize; 2]) -> Self {
+        let depth = k.max(1).next_multiple_of(32);
+        let mut values = Vec::new();
+        pack_b(b, 0..k, n, n.next_multiple_of(2 * PANEL), depth, &mut values);
+        Self { values, k, n, depth }
+    }
+}
+
+/// `out[m, n] (+)= a[m, k] x b[0..k, 0..n]` with `b` packed ahead.
+///
+/// # Safety
+/// As [`product`]; `k <= b.k` and `n <= b.n`.
+pub(crate) unsafe fn product_packed(
+    path: CpuPath,
+    [m, k, n]: [usize; 3],
+    out: *mut f32,
+    a: Strided,
+    b: &PackedB,
+    accumulate: bool,
+) {
+    assert!(k <= b.k && n <= b.n, "a product past its packed operand");
+    if m == 0 || n == 0 || k == 0 {
+        if k == 0 && !accumulate {
+            // SAFETY: `out` holds `m * n` values.
+            unsafe { std::ptr::write_bytes(out, 0, m * n) };
+        }
+        return;
+    }
+    let kp = k.next_multiple_of(32);
+    let packed_b = Packed {
+        values: &b.values,
+        rows_padded: b.n.next_multiple_of(2 * PANEL),
+        depth: kp,
+        stride: b.depth * PANEL,
+    };
+    SCRATCH.with_borrow_mut(|scratch| {
+        for m0 in (0..m).step_by(ROW_BLOCK) {
+            let rows = m0..m.min(m0 + ROW_BLOCK);
+            let rows_padded = rows.len().next_multiple_of(32);
+            pack_a(a, Block { rows: rows.clone(), columns: 0..k }, rows_padded, kp, &mut scratch.a);
+            let packed_a = Packed {
+                values: &scratch.a,
+                rows_padded,
+                depth: kp,
+                stride: kp,
+            };
+            let output = Output {
+                // SAFETY: row `m0` of the `m x n` output.
+                values: unsafe { out.add(m0 * n) },
+                rows: rows.len(),
+                n,
+            };
+            // SAFETY: the caller vouches for `path` and `out`.
+            unsafe {
+                match path {
+                    CpuPath::Amx => amx::multiply(&packed_a, &packed_b, output, accumulate),
+                    CpuPath::Avx512Bf16 => avx512::multiply(&packed_a, &packed_b, output, accumulate),
+                    CpuPath::F32 => unreachable!("bf16 products need a bf16 path"),
                 }
             }
         }

@@ -123,3 +123,31 @@ fn empty_depth_writes_zeros_or_leaves_the_sums() {
         }
     }
 }
+
+/// An operand packed once serves products over prefixes of its rows and
+/// columns, as the causal attention reads its keys and values.
+#[test]
+fn packed_right_operands_serve_prefixes() {
+    let paths = paths();
+    let mut rng = SplitMix64::new(13);
+    let [k, n] = [100, 70];
+    for b_transposed in [false, true] {
+        let b_values = random(k * n, &mut rng);
+        let b = if b_transposed { Strided::transposed(&b_values, k) } else { Strided::row_major(&b_values, n) };
+        let packed = PackedB::new(b, [k, n]);
+        for [m, k2, n2] in [[40, 100, 70], [64, 64, 40], [17, 33, 17], [70, 1, 70]] {
+            let a_values = random(m * k2, &mut rng);
+            let a = Strided::row_major(&a_values, k2);
+            let expected = textbook([m, k2, n2], a, b, true);
+            for &path in &paths {
+                let mut out = vec![f32::NAN; m * n2];
+                // SAFETY: `out` holds `m * n2` values; the prefix lies inside
+                // the packed operand.
+                unsafe { product_packed(path, [m, k2, n2], out.as_mut_ptr(), a, &packed, false) };
+                for (i, (&value, &want)) in out.iter().zip(&expected).enumerate() {
+                    assert!((f64::from(value) - want).abs() <= 1e-4, "{path} [{m}, {k2}, {n2}] at {i}: {value} vs {want}");
+                }
+            }
+        }
+    }
+}
