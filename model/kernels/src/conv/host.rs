@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::geometry::*;
 use crate::host::buffers::{SharedOutput, parallel_zeros, with_scratch};
-use crate::host::product::{add_to_rows, row_major_product};
+use crate::host::product::{RightOperand, Strided, add_to_rows, product_with};
 use crate::host::transpose::transpose_batched;
 
 /// Output positions per tile.
@@ -154,20 +154,35 @@ fn gather_then_multiply(
                 .map(move |p| (k, p))
         })
         .collect();
+    // Each class's weights by products (`rows_per_product` kernel rows
+    // each), prepared once for all tiles (packed under bf16).
+    // A few kernel rows (lx taps along w each) per product: the gathers of
+    // a row are one run of lx * C_in values, and a few rows' gathers stay
+    // in cache. Enough rows that the product is at least `product_depth`
+    // deep.
+    let rows_per_product_of = |class: &Class| {
+        let [lz, ly, lx] = class.taps();
+        product_depth.div_ceil((lx * c_in).max(1)).clamp(1, (lz * ly).max(1))
+    };
+    let operands: Vec<Vec<RightOperand>> = classes
+        .iter()
+        .map(|class| {
+            let chunk = (rows_per_product_of(class) * class.taps()[2] * c_in * c_out).max(1);
+            class
+                .weights
+                .chunks(chunk)
+                .map(|weights| RightOperand::new(Strided::row_major(weights, c_out), [weights.len() / c_out, c_out]))
+                .collect()
+        })
+        .collect();
     let out = SharedOutput(output.as_mut_ptr());
     tasks.par_iter().for_each(|&(k, start)| {
         with_scratch(|col, product| {
             let class = &classes[k];
             let [lz, ly, lx] = class.taps();
             let count = TILE.min(class.positions(geometry.batch) - start);
-            // A few kernel rows (lx taps along w each) per product: the
-            // gathers of a row are one run of lx * C_in values, and a few
-            // rows' gathers stay in cache. Enough rows that the product is
-            // at least `product_depth` deep.
             let run = lx * c_in;
-            let rows_per_product = product_depth
-                .div_ceil(run.max(1))
-                .clamp(1, (lz * ly).max(1));
+            let rows_per_product = rows_per_product_of(class);
             let depth = rows_per_product * run;
             // Grown once per thread; every value read below is written first.
             col.resize(col.len().max(TILE * depth), 0.0);
@@ -256,11 +271,11 @@ fn gather_then_multiply(
                     }
                 }
                 // product[lo..hi, C_out] (+)= col[lo..hi, width] x weights[width, C_out]
-                row_major_product(
+                product_with(
                     [hi - lo, width, c_out],
                     &mut product[lo * c_out..hi * c_out],
-                    (&col[lo * width..hi * width], width),
-                    weights,
+                    Strided::row_major(&col[lo * width..hi * width], width),
+                    &operands[k][chunk],
                     summed,
                 );
                 summed = true;
@@ -324,6 +339,7 @@ fn multiply_then_gather(
     let width = taps * c_out;
     // [C_in, taps * C_out]
     let tap_weights = geometry.weights_by_input_and_tap(weight);
+    let tap_operand = RightOperand::new(Strided::row_major(&tap_weights, width), [c_in, width]);
     // Per axis and output index: the input position of its first tap, and its taps.
     let lookup = [0, 1, 2].map(|axis| {
         let mut per_output = vec![(0isize, Vec::new()); geometry.output[axis]];
@@ -366,13 +382,7 @@ fn multiply_then_gather(
                 .for_each(|(product, x)| {
                     let count = x.len() / c_in;
                     // product[count, taps * C_out] = x[count, C_in] x tap_weights
-                    row_major_product(
-                        [count, c_in, width],
-                        product,
-                        (x, c_in),
-                        &tap_weights,
-                        false,
-                    );
+                    product_with([count, c_in, width], product, Strided::row_major(x, c_in), &tap_operand, false);
                 });
             let products = &products[..rows * width];
             output_item[oz0 * oh * ow * c_out..oz1 * oh * ow * c_out]
