@@ -94,32 +94,9 @@ pub(super) fn pack_b(
     packed.clear();
     packed.resize(padded_columns / PANEL * panel_len, 0);
     if b.columns == 1 {
-        // Rows contiguous: convert two rows' 16-column runs, interleave.
-        let mut low = [0u16; PANEL];
-        let mut high = [0u16; PANEL];
-        for (panel, dst) in packed.chunks_exact_mut(panel_len).enumerate() {
-            let j0 = panel * PANEL;
-            if j0 >= n {
-                break;
-            }
-            let width = PANEL.min(n - j0);
-            for p in 0..k.div_ceil(2) {
-                let row = depth.start + 2 * p;
-                let start = row * b.rows + j0;
-                convert(&b.values[start..start + width], &mut low[..width]);
-                if 2 * p + 1 < k {
-                    let start = start + b.rows;
-                    convert(&b.values[start..start + width], &mut high[..width]);
-                } else {
-                    high[..width].fill(0);
-                }
-                let pairs = &mut dst[p * 2 * PANEL..(p + 1) * 2 * PANEL];
-                for c in 0..width {
-                    pairs[2 * c] = low[c];
-                    pairs[2 * c + 1] = high[c];
-                }
-            }
-        }
+        assert!(crate::precision::cpu_path() >= crate::precision::CpuPath::Avx512Bf16, "bf16 products need AVX-512-BF16");
+        // SAFETY: the CPU has AVX-512-BF16 (asserted).
+        unsafe { pack_rows_avx512(b, depth, n, kp, packed) };
     } else if b.rows == 1 {
         // Columns contiguous (a transposed row-major matrix): a column's
         // pairs are consecutive values, converted together.
@@ -142,6 +119,46 @@ pub(super) fn pack_b(
             for (i, row) in depth.clone().enumerate() {
                 let (p, e) = (i / 2, i % 2);
                 dst[p * 2 * PANEL + 2 * c + e] = bf16(b.values[row * b.rows + j * b.columns]);
+            }
+        }
+    }
+}
+
+/// [`pack_b`] of a row-major `b`: for each pair of rows and panel, two
+/// 16-column runs rounded in one `vcvtne2ps2bf16` and interleaved into
+/// pairs by one permutation.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+fn pack_rows_avx512(b: Strided, depth: std::ops::Range<usize>, n: usize, kp: usize, packed: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let k = depth.len();
+    let panel_len = kp * PANEL;
+    // Result lane 2c takes the low row's column c (lane c of the
+    // conversion), lane 2c + 1 the high row's (lane 16 + c).
+    let order: [i16; 32] = std::array::from_fn(|lane| if lane % 2 == 0 { lane as i16 / 2 } else { 16 + lane as i16 / 2 });
+    // SAFETY: 32 i16 are 64 bytes.
+    let order = unsafe { _mm512_loadu_si512(order.as_ptr().cast()) };
+    for p in 0..k.div_ceil(2) {
+        let low_row = (depth.start + 2 * p) * b.rows;
+        let has_high = 2 * p + 1 < k;
+        for (panel, dst) in packed.chunks_exact_mut(panel_len).enumerate() {
+            let j0 = panel * PANEL;
+            if j0 >= n {
+                break;
+            }
+            let width = PANEL.min(n - j0);
+            let mask: u16 = if width == PANEL { u16::MAX } else { (1 << width) - 1 };
+            // SAFETY: the masks keep the loads inside rows `2p`, `2p + 1`'s
+            // columns `j0..j0 + width`; the store is one 64-byte pair row.
+            unsafe {
+                let low = _mm512_maskz_loadu_ps(mask, b.values.as_ptr().add(low_row + j0));
+                let high = if has_high {
+                    _mm512_maskz_loadu_ps(mask, b.values.as_ptr().add(low_row + b.rows + j0))
+                } else {
+                    _mm512_setzero_ps()
+                };
+                let rounded: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(high, low));
+                let pairs = _mm512_permutexvar_epi16(order, rounded);
+                _mm512_storeu_si512(dst[p * 2 * PANEL..].as_mut_ptr().cast(), pairs);
             }
         }
     }
