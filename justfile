@@ -82,6 +82,10 @@ demo: build
     {{vgpt}} sample runs/demo/prior --batch 4 --seed 0 --out runs/demo/samples
     @echo "demo sample: runs/demo/samples/samples.gif"
 
+# Mixed precision's check: the demo's VQ-VAE and prior trained in f32 and in bf16 (same seed), test NMSE and bits/dim, with the last `bench-reference ... --bf16` ratios, to docs/results/precision.json: `just precision-report [steps, 2000]`.
+precision-report steps="2000": build
+    .venv/bin/python model/scripts/precision_report.py --steps {{steps}}
+
 # Run every test: Rust unit and end-to-end tests, then the notebooks, Python readers and reference_bench.py.
 test:
     if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
