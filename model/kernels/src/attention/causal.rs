@@ -207,10 +207,19 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
             blocks.resize(blocks.len().max(2 * QUERY_BLOCK * n + QUERY_BLOCK * d), 0.0);
             let (weights, rest) = blocks.split_at_mut(QUERY_BLOCK * n);
             let (dweights, dq) = rest.split_at_mut(QUERY_BLOCK * n);
-            // dK and dV of the head, summed over the query blocks.
+            // dK^T and dV^T of the head `[d, n]`, summed over the query
+            // blocks; a block's share first goes to `share` (`[d, keys]`).
+            // Transposed, their products read the block's weights row-major
+            // (the operand bf16 packs fastest).
             sums.clear();
-            sums.resize(2 * n * d, 0.0);
-            let (dk, dv) = sums.split_at_mut(n * d);
+            sums.resize(3 * n * d, 0.0);
+            let (dkt, rest) = sums.split_at_mut(n * d);
+            let (dvt, share) = rest.split_at_mut(n * d);
+            let add_share = |sum: &mut [f32], share: &[f32], keys: usize| {
+                for (row, part) in sum.chunks_exact_mut(n).zip(share.chunks_exact(keys)) {
+                    row[..keys].iter_mut().zip(part).for_each(|(s, p)| *s += p);
+                }
+            };
             let stream = b * shape.heads + h;
             let write = |row: usize, part: usize, values: &[f32]| {
                 // SAFETY: row `b * n + row`, part `part`, head `h`: this
@@ -234,8 +243,10 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
                     }
                     None => &*weights,
                 };
-                let grad_rows = RightOperand::new(grad_block, [rows, d]);
-                product_with([keys, rows, d], &mut dv[..keys * d], Strided::transposed(kept, keys), &grad_rows, true);
+                let grad_t = Strided::transposed(&grad[i0 * w + h * d..], w);
+                let kept = RightOperand::new(Strided::row_major(kept, keys), [rows, keys]);
+                product_with([d, rows, keys], &mut share[..d * keys], grad_t, &kept, false);
+                add_share(dvt, &share[..d * keys], keys);
                 // dP'_ij = dO_i . v_j, then dP = dP' masked and scaled alike.
                 product_with([rows, d, keys], dweights, grad_block, &values_t, false);
                 for (r, (dp, p)) in dweights.chunks_exact_mut(keys).zip(weights.chunks_exact(keys)).enumerate() {
@@ -253,12 +264,17 @@ pub fn attend_backward(qkv: &[f32], grad: &[f32], shape: &CausalHeads, dropout: 
                 for r in 0..rows {
                     write(i0 + r, 0, &dq[r * d..(r + 1) * d]);
                 }
-                let queries = RightOperand::new(Strided::row_major(&seq[i0 * 3 * w + h * d..], 3 * w), [rows, d]);
-                product_with([keys, rows, d], &mut dk[..keys * d], Strided::transposed(dweights, keys), &queries, true);
+                let queries_t = Strided::transposed(&seq[i0 * 3 * w + h * d..], 3 * w);
+                let dscores = RightOperand::new(Strided::row_major(dweights, keys), [rows, keys]);
+                product_with([d, rows, keys], &mut share[..d * keys], queries_t, &dscores, false);
+                add_share(dkt, &share[..d * keys], keys);
             }
+            let mut column = vec![0f32; d];
             for j in 0..n {
-                write(j, 1, &dk[j * d..(j + 1) * d]);
-                write(j, 2, &dv[j * d..(j + 1) * d]);
+                for (part, sum) in [(1, &*dkt), (2, &*dvt)] {
+                    column.iter_mut().enumerate().for_each(|(c, v)| *v = sum[c * n + j]);
+                    write(j, part, &column);
+                }
             }
         })
     });
