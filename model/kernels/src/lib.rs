@@ -15,6 +15,7 @@
 //! | [`batch_norm_relu`] | one pass for statistics, one for norm + ReLU ([`norm`]) | `BatchNorm` then `relu` |
 //! | [`linear`] | tiled `gemm` with the bias in the tile ([`linear`](mod@linear)) | `Linear::forward` |
 //! | [`channels_last`], [`channels_first`] | blocked AVX transposes ([`permute`]) | `permute` |
+//! | [`dropout`] | a hashed mask, recomputed backward ([`dropout`](mod@dropout)) | `Dropout::forward` |
 //! | [`HostAdam`] | one parallel pass over each parameter ([`adam`]) | `burn::optim::Adam` |
 //! | [`cached_attention`], [`Decoder`] | the prior's sampling step on the host ([`decode`]) | cached keys/values as burn tensors |
 //!
@@ -36,6 +37,7 @@ pub mod adam;
 pub mod attention;
 pub mod conv;
 pub mod decode;
+pub mod dropout;
 mod flex;
 pub mod host;
 pub mod linear;
@@ -47,6 +49,7 @@ pub mod threads;
 pub use adam::HostAdam;
 pub use attention::{axial_attention, causal_attention};
 pub use conv::{conv_transpose3d, conv3d};
+pub use dropout::dropout;
 pub use decode::{Decoder, DecoderBlock, DecoderState, FoldedNorm, KvCache, KvPrecision, PackedLinear, cached_attention};
 pub use linear::linear;
 pub use norm::batch_norm_relu;

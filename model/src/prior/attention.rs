@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::ops::{AttentionCache, KvPrecision, cached_attention, causal_attention, linear_seq};
+use crate::ops::{AttentionCache, KvPrecision, cached_attention, causal_attention, dropout, linear_seq};
 
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
@@ -66,7 +66,7 @@ impl CausalSelfAttention {
     /// Every position attends to itself and the positions before it.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let y = causal_attention(linear_seq(&self.qkv, x), self.heads, self.attention_dropout.prob);
-        self.residual_dropout.forward(linear_seq(&self.out, y))
+        dropout(&self.residual_dropout, linear_seq(&self.out, y))
     }
 
     /// The next positions `[b, m, width]` given the cache of the earlier
@@ -75,6 +75,6 @@ impl CausalSelfAttention {
     /// themselves.
     pub fn forward_cached(&self, x: Tensor<3>, cache: &mut KvCache) -> Tensor<3> {
         let y = cached_attention(self.qkv.forward(x), self.heads, &mut cache.own);
-        self.residual_dropout.forward(self.out.forward(y))
+        dropout(&self.residual_dropout, self.out.forward(y))
     }
 }

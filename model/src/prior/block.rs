@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use super::attention::{CausalSelfAttention, KvCache};
 use super::context::CrossAttention;
 use super::norm::ConditionalLayerNorm;
-use crate::ops::linear_seq;
+use crate::ops::{dropout, linear_seq};
 
 #[derive(Module, Debug)]
 pub struct Block {
@@ -54,7 +54,7 @@ impl Block {
     }
 
     fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
-        self.dropout.forward(linear_seq(&self.down, gelu2(linear_seq(&self.up, x))))
+        dropout(&self.dropout, linear_seq(&self.down, gelu2(linear_seq(&self.up, x))))
     }
 
     /// `memory`: the frame encoder's output, for frame-conditioned priors.

@@ -318,7 +318,7 @@ impl Prior {
             self.start(b)
         };
         x = x + self.positions().narrow(0, 0, n).unsqueeze_dim::<3>(0);
-        x = self.dropout.forward(x);
+        x = crate::ops::dropout(&self.dropout, x);
         for block in &self.blocks {
             x = block.forward(x, condition, memory);
         }

@@ -14,7 +14,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, BackendTypes, Flex};
-use burn::tensor::{DType, Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::decode::kv_cache::exp_approx;
@@ -302,20 +302,12 @@ pub fn attend_on_host(qkv: &Tensor<3>, heads: usize, dropout: f64) -> Option<Ten
     if let Ok(primitive) = qkv.clone().try_into_primitive::<FlexAd>() {
         let dropout = (dropout > 0.0).then(|| AttentionDropout {
             probability: dropout as f32,
-            seed: draw_seed(&qkv.device()),
+            seed: crate::dropout::draw_seed(&qkv.device()),
         });
         return Some(Tensor::from_primitive::<FlexAd>(tracked_attend(primitive, shape, dropout, out_shape)));
     }
     let primitive = qkv.clone().try_into_primitive::<Flex>().ok()?;
     Some(Tensor::from_primitive::<Flex>(host_attend(&primitive, &shape, None, out_shape)))
-}
-
-/// 46 random bits from the device's seeded generator (what burn's own
-/// dropout draws from), so a run's masks follow its `(seed, step)`.
-fn draw_seed(device: &burn::tensor::Device) -> u64 {
-    let values = Tensor::<1>::random([2], Distribution::Default, device).into_data();
-    let values: Vec<f32> = values.convert::<f32>().try_into_vec().expect("f32 values");
-    values.iter().fold(0u64, |seed, v| seed << 23 ^ u64::from(v.to_bits() & 0x7f_ffff))
 }
 
 fn host_attend(qkv: &FlexTensor, shape: &CausalHeads, dropout: Option<AttentionDropout>, out: [usize; 3]) -> FlexTensor {
@@ -358,7 +350,7 @@ fn tracked_attend(qkv: AdPrimitive, shape: CausalHeads, dropout: Option<Attentio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Tolerance};
+    use burn::tensor::{Device, Distribution, Tolerance};
 
     /// The mask [`AttentionDropout`] applies, as a `[b, heads, n, n]` tensor
     /// of 0 or `1 / (1 - p)`.
