@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | [`conv3d`], [`conv_transpose3d`] | im2col tiles x `gemm`, weight gradient by kernel rows ([`conv`]) | `burn::tensor::module::conv3d` / `conv_transpose3d` |
 //! | [`axial_attention`] | strided lines, softmax in one pass, recomputing backward ([`attention`]) | permute + batched matmul + softmax |
+//! | [`causal_attention`] | blocks of queries, hashed dropout, recomputing backward ([`attention::causal`]) | matmul + mask + softmax + `Dropout` |
 //! | [`batch_norm_relu`] | one pass for statistics, one for norm + ReLU ([`norm`]) | `BatchNorm` then `relu` |
 //! | [`linear`] | tiled `gemm` with the bias in the tile ([`linear`](mod@linear)) | `Linear::forward` |
 //! | [`channels_last`], [`channels_first`] | blocked AVX transposes ([`permute`]) | `permute` |
