@@ -1,8 +1,9 @@
 """Mixed precision's quality check and speed summary: docs/results/precision.json.
 
-Trains the demo's VQ-VAE (Moving MNIST, `just demo`'s settings and seed) for
---steps steps with `--precision f32` and with `--precision bf16`, evaluates
-both on the test split (NMSE), encodes the train and test clips once with the
+Trains the demo's VQ-VAE (Moving MNIST, `just demo`'s settings) for --steps
+steps with `--precision f32` and with `--precision bf16`, for each of
+--vqvae-seeds (0 and 1), evaluates them on the test split (NMSE, compared as
+means over the seeds), encodes the train and test clips once with the
 f32 VQ-VAE, trains the demo's prior on those tokens for --steps steps in each
 precision and reads their test bits/dim. Then it adds the ratios of the last
 `just bench-reference CLONE CASE ROUNDS --bf16` runs (target/bench/reference.json)
@@ -78,6 +79,8 @@ def bench_ratios(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--vqvae-seeds", type=lambda text: [int(v) for v in text.split(",")], default=[0, 1],
+                        help="seeds of the VQ-VAE runs (each trained in both precisions); default 0,1")
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"))
     parser.add_argument("--runs", type=Path, default=Path("runs/precision"))
     parser.add_argument("--bench", type=Path, default=Path("target/bench/reference.json"))
@@ -98,14 +101,20 @@ def main(argv=None):
             step([data, "prepare", "moving-mnist", "--root", root, "--raw", "datasets/moving-mnist/raw", "--seq-len", "8",
                   "--train-sequences", "4000", "--test-sequences", "500"])
         steps = str(options.steps)
-        nmse = {}
-        for precision in PRECISIONS:
-            run_dir = options.runs / f"vqvae-{precision}"
-            step([vgpt, "train-vqvae", "moving-mnist", "tiny", "--root", root, "--run", str(run_dir), "--resume",
-                  "--steps", steps, *VQVAE_FLAGS, "--checkpoint-every", steps, "--precision", precision, "--no-progress"])
-            # Both evaluated in f32: the comparison is of the trained weights.
-            step([vgpt, "eval-vqvae", str(run_dir), "--no-progress"])
-            nmse[precision] = json.loads((run_dir / "eval-test.json").read_text())["nmse"]
+        # Per precision, the test NMSE of each seed: one run's rounding
+        # changes its whole trajectory, so seeds show how far apart two
+        # runs of the same precision already land.
+        nmse = {precision: [] for precision in PRECISIONS}
+        for seed in options.vqvae_seeds:
+            for precision in PRECISIONS:
+                run_dir = options.runs / (f"vqvae-{precision}" + (f"-seed{seed}" if seed else ""))
+                step([vgpt, "train-vqvae", "moving-mnist", "tiny", "--root", root, "--run", str(run_dir), "--resume",
+                      "--steps", steps, *VQVAE_FLAGS, "--checkpoint-every", steps, "--seed", str(seed),
+                      "--precision", precision, "--no-progress"])
+                # Both evaluated in f32: the comparison is of the trained weights.
+                step([vgpt, "eval-vqvae", str(run_dir), "--no-progress"])
+                nmse[precision].append(json.loads((run_dir / "eval-test.json").read_text())["nmse"])
+        mean_nmse = {precision: sum(values) / len(values) for precision, values in nmse.items()}
         table = f"vqvae-f32-step-{options.steps:08d}"
         if not (options.root / "moving-mnist" / "tokens" / table).is_dir():
             step([vgpt, "encode-latents", "moving-mnist", str(options.runs / "vqvae-f32"), "--root", root, "--no-progress"])
@@ -119,9 +128,12 @@ def main(argv=None):
     ratios, bench = bench_ratios(options.bench)
     report = {
         "steps": options.steps,
-        "vqvae_test_nmse_f32": nmse["f32"],
-        "vqvae_test_nmse_bf16": nmse["bf16"],
-        "vqvae_nmse_relative_difference": abs(nmse["bf16"] - nmse["f32"]) / nmse["f32"],
+        "vqvae_seeds": options.vqvae_seeds,
+        "vqvae_test_nmse_f32": mean_nmse["f32"],
+        "vqvae_test_nmse_bf16": mean_nmse["bf16"],
+        "vqvae_nmse_relative_difference": abs(mean_nmse["bf16"] - mean_nmse["f32"]) / mean_nmse["f32"],
+        "vqvae_test_nmse_f32_per_seed": nmse["f32"],
+        "vqvae_test_nmse_bf16_per_seed": nmse["bf16"],
         "prior_test_bits_f32": bits["f32"],
         "prior_test_bits_bf16": bits["bf16"],
         "prior_bits_difference": abs(bits["bf16"] - bits["f32"]),
@@ -132,8 +144,10 @@ def main(argv=None):
     }
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"VQ-VAE test NMSE: f32 {nmse['f32']:.4f}, bf16 {nmse['bf16']:.4f} "
-          f"({100 * report['vqvae_nmse_relative_difference']:.1f}% apart; the issue allows 5%)")
+    print(f"VQ-VAE test NMSE, mean of seeds {options.vqvae_seeds}: f32 {mean_nmse['f32']:.4f} "
+          f"({', '.join(f'{v:.4f}' for v in nmse['f32'])}), bf16 {mean_nmse['bf16']:.4f} "
+          f"({', '.join(f'{v:.4f}' for v in nmse['bf16'])}): "
+          f"{100 * report['vqvae_nmse_relative_difference']:.1f}% apart; the issue allows 5%")
     print(f"prior test bits/dim: f32 {bits['f32']:.4f}, bf16 {bits['bf16']:.4f} "
           f"({report['prior_bits_difference']:.4f} apart; the issue allows 0.02)")
     for field, value in ratios.items():

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SCRIPTS))
 import precision_report  # noqa: E402
@@ -29,7 +31,8 @@ def test_the_report_compares_both_precisions_and_carries_the_bench_ratios(tmp_pa
         commands.append(command)
         if command[1] == "eval-vqvae":
             precision = Path(command[2]).name.split("-")[1]
-            (Path(command[2]) / "eval-test.json").write_text(json.dumps({"nmse": nmse[precision]}))
+            seed = 1 if Path(command[2]).name.endswith("seed1") else 0
+            (Path(command[2]) / "eval-test.json").write_text(json.dumps({"nmse": nmse[precision] + 0.01 * seed}))
         if command[1] in ("train-vqvae", "train-prior"):
             run_dir = Path(command[command.index("--run") + 1])
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -42,14 +45,18 @@ def test_the_report_compares_both_precisions_and_carries_the_bench_ratios(tmp_pa
     precision_report.main(["--steps", "10", "--root", str(root), "--runs", str(runs), "--bench", str(bench),
                            "--out", str(out), "--bin", "bin"])
     verbs = [c[1] for c in commands]
-    assert verbs == ["train-vqvae", "eval-vqvae", "train-vqvae", "eval-vqvae", "encode-latents", "train-prior", "train-prior"]
-    assert [c[c.index("--precision") + 1] for c in commands if "--precision" in c] == ["f32", "bf16", "f32", "bf16"]
-    assert all("--seed" not in c for c in commands)  # one default seed for both
+    assert verbs == ["train-vqvae", "eval-vqvae"] * 4 + ["encode-latents", "train-prior", "train-prior"]
+    assert [c[c.index("--precision") + 1] for c in commands if "--precision" in c] == ["f32", "bf16"] * 3
+    assert [c[c.index("--seed") + 1] for c in commands if "--seed" in c] == ["0", "0", "1", "1"]
+    assert [Path(c[c.index("--run") + 1]).name for c in commands if c[1] == "train-vqvae"] == [
+        "vqvae-f32", "vqvae-bf16", "vqvae-f32-seed1", "vqvae-bf16-seed1"]
     prior = [c for c in commands if c[1] == "train-prior"]
     assert all(c[c.index("--table") + 1] == "vqvae-f32-step-00000010" for c in prior)
     report = json.loads(out.read_text())
-    assert report["vqvae_test_nmse_f32"] == 0.20 and report["vqvae_test_nmse_bf16"] == 0.204
-    assert abs(report["vqvae_nmse_relative_difference"] - 0.02) < 1e-9
+    assert report["vqvae_test_nmse_f32_per_seed"] == pytest.approx([0.20, 0.21])
+    assert report["vqvae_test_nmse_bf16_per_seed"] == pytest.approx([0.204, 0.214])
+    assert abs(report["vqvae_test_nmse_f32"] - 0.205) < 1e-9 and abs(report["vqvae_test_nmse_bf16"] - 0.209) < 1e-9
+    assert abs(report["vqvae_nmse_relative_difference"] - 0.004 / 0.205) < 1e-9
     assert report["prior_test_bits_f32"] == 2.60 and report["prior_test_bits_bf16"] == 2.61
     assert report["prior_step_vs_official_f32"] == 4.5
     assert "vqvae64_step_vs_official_f32" not in report
