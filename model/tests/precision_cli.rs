@@ -55,13 +55,6 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// The `loss` of metrics.jsonl's last line.
-fn last_loss(run: &Path) -> f64 {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    last["loss"].as_f64().unwrap()
-}
-
 fn vqvae_args<'a>(run: &'a str, steps: &'a str) -> Vec<&'a str> {
     vec![
         "train-vqvae",
@@ -177,6 +170,7 @@ fn bf16_trains_like_f32_is_recorded_and_kept_on_resume() {
         json(&cwd.join("runs/f32/config.json"))["train"]["precision"],
         "f32"
     );
+    let last_loss = |run: &Path| metrics(run).last().unwrap()["loss"].as_f64().unwrap();
     let (f32_loss, bf16_loss) = (last_loss(&cwd.join("runs/f32")), last_loss(&bf16_run));
     assert!(
         (bf16_loss - f32_loss).abs() <= 0.1 * f32_loss,

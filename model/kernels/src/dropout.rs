@@ -35,8 +35,7 @@ pub struct DropoutMask {
 impl DropoutMask {
     /// `values[i] *= keep(start + i) / (1 - p)`.
     fn apply(&self, start: usize, values: &mut [f32]) {
-        let threshold = (f64::from(self.probability) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32;
-        let scale = 1.0 / (1.0 - self.probability);
+        let (threshold, scale) = keep_rule(self.probability);
         let key = (self.seed ^ (self.seed >> 32)) as u32;
         let high = (self.seed >> 32) as u32;
         for (i, value) in values.iter_mut().enumerate() {
@@ -52,9 +51,16 @@ impl DropoutMask {
     }
 }
 
-/// murmur3's 32-bit finaliser.
+/// For dropout with `probability`: a value whose 32-bit hash is below the
+/// threshold is dropped; kept values are scaled by `1 / (1 - probability)`.
+pub(crate) fn keep_rule(probability: f32) -> (u32, f32) {
+    let threshold = (f64::from(probability) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32;
+    (threshold, 1.0 / (1.0 - probability))
+}
+
+/// murmur3's 32-bit finaliser: every input bit reaches every output bit.
 #[inline(always)]
-fn mix32(mut x: u32) -> u32 {
+pub(crate) fn mix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x85eb_ca6b);
     x ^= x >> 13;

@@ -18,6 +18,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::decode::kv_cache::exp_approx;
+use crate::dropout::{keep_rule, mix32};
 use crate::host::buffers::{SharedOutput, with_scratch};
 use crate::host::product::{RightOperand, Strided, product_with};
 
@@ -68,23 +69,12 @@ impl AttentionDropout {
 
     /// Drops (zeros) or scales each of `values` (keys `0..values.len()`).
     fn apply(&self, row_key: u32, values: &mut [f32]) {
-        let threshold = (f64::from(self.probability) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32;
-        let scale = 1.0 / (1.0 - self.probability);
+        let (threshold, scale) = keep_rule(self.probability);
         for (j, value) in values.iter_mut().enumerate() {
             let keep = mix32(row_key ^ (j as u32).wrapping_mul(0x9e37_79b9)) >= threshold;
             *value = if keep { *value * scale } else { 0.0 };
         }
     }
-}
-
-/// murmur3's 32-bit finaliser: every input bit reaches every output bit.
-#[inline(always)]
-fn mix32(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x85eb_ca6b);
-    x ^= x >> 13;
-    x = x.wrapping_mul(0xc2b2_ae35);
-    x ^ (x >> 16)
 }
 
 /// Queries per block: a block's scores (`64 x len`) stay in L2.

@@ -70,14 +70,8 @@ pub(crate) unsafe fn product(
     b: Strided,
     accumulate: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            // SAFETY: `out` holds `m * n` values.
-            unsafe { std::ptr::write_bytes(out, 0, m * n) };
-        }
+    // SAFETY: the caller's promise on `out`.
+    if unsafe { empty_product([m, k, n], out, accumulate) } {
         return;
     }
     let padded_columns = n.next_multiple_of(2 * PANEL);
@@ -92,42 +86,76 @@ pub(crate) unsafe fn product(
                 depth: kp,
                 stride: kp * PANEL,
             };
-            for m0 in (0..m).step_by(ROW_BLOCK) {
-                let rows = m0..m.min(m0 + ROW_BLOCK);
-                let rows_padded = rows.len().next_multiple_of(32);
-                let block = Block {
-                    rows: rows.clone(),
-                    columns: depth.clone(),
-                };
-                pack_a(a, block, rows_padded, kp, &mut scratch.a);
-                let packed_a = Packed {
-                    values: &scratch.a,
-                    rows_padded,
-                    depth: kp,
-                    stride: kp,
-                };
-                let output = Output {
-                    // SAFETY: row `m0` of the `m x n` output.
-                    values: unsafe { out.add(m0 * n) },
-                    rows: rows.len(),
-                    n,
-                };
-                // The first depth block overwrites unless asked to add;
-                // the later ones add to it.
-                let accumulate = accumulate || k0 > 0;
-                // SAFETY: the caller vouches for `path` and `out`.
-                unsafe {
-                    match path {
-                        CpuPath::Amx => amx::multiply(&packed_a, &packed_b, output, accumulate),
-                        CpuPath::Avx512Bf16 => {
-                            avx512::multiply(&packed_a, &packed_b, output, accumulate)
-                        }
-                        CpuPath::F32 => unreachable!("bf16 products need a bf16 path"),
-                    }
-                }
-            }
+            // The first depth block overwrites unless asked to add; the
+            // later ones add to it.
+            // SAFETY: the caller's promises.
+            unsafe { multiply_by_row_blocks(path, a, depth, &packed_b, [m, n], out, accumulate || k0 > 0, &mut scratch.a) };
         }
     });
+}
+
+/// Handles a product with no outputs or no depth (zeros, or the sums left
+/// as they are); `true` if it was one.
+///
+/// # Safety
+/// `out` points to `m * n` writable values.
+unsafe fn empty_product([m, k, n]: [usize; 3], out: *mut f32, accumulate: bool) -> bool {
+    if m > 0 && n > 0 && k > 0 {
+        return false;
+    }
+    if m > 0 && n > 0 && !accumulate {
+        // SAFETY: `out` holds `m * n` values.
+        unsafe { std::ptr::write_bytes(out, 0, m * n) };
+    }
+    true
+}
+
+/// `out[m, n] (+)= a[0..m, depth] x packed_b`: `a` rounded and packed
+/// `ROW_BLOCK` rows at a time into `packed_a`, each block multiplied on `path`.
+///
+/// # Safety
+/// As [`product`]; `packed_b` is `depth` deep (rounded up to its `depth`).
+#[allow(clippy::too_many_arguments)]
+unsafe fn multiply_by_row_blocks(
+    path: CpuPath,
+    a: Strided,
+    depth: std::ops::Range<usize>,
+    packed_b: &Packed,
+    [m, n]: [usize; 2],
+    out: *mut f32,
+    accumulate: bool,
+    packed_a: &mut Vec<u16>,
+) {
+    let kp = packed_b.depth;
+    for m0 in (0..m).step_by(ROW_BLOCK) {
+        let rows = m0..m.min(m0 + ROW_BLOCK);
+        let rows_padded = rows.len().next_multiple_of(32);
+        let block = Block {
+            rows: rows.clone(),
+            columns: depth.clone(),
+        };
+        pack_a(a, block, rows_padded, kp, packed_a);
+        let a_block = Packed {
+            values: packed_a,
+            rows_padded,
+            depth: kp,
+            stride: kp,
+        };
+        let output = Output {
+            // SAFETY: row `m0` of the `m x n` output.
+            values: unsafe { out.add(m0 * n) },
+            rows: rows.len(),
+            n,
+        };
+        // SAFETY: the caller vouches for `path` and `out`.
+        unsafe {
+            match path {
+                CpuPath::Amx => amx::multiply(&a_block, packed_b, output, accumulate),
+                CpuPath::Avx512Bf16 => avx512::multiply(&a_block, packed_b, output, accumulate),
+                CpuPath::F32 => unreachable!("bf16 products need a bf16 path"),
+            }
+        }
+    }
 }
 
 /// A right operand `b[k, n]` rounded and packed once for many products
@@ -162,46 +190,19 @@ pub(crate) unsafe fn product_packed(
     accumulate: bool,
 ) {
     assert!(k <= b.k && n <= b.n, "a product past its packed operand");
-    if m == 0 || n == 0 || k == 0 {
-        if k == 0 && !accumulate {
-            // SAFETY: `out` holds `m * n` values.
-            unsafe { std::ptr::write_bytes(out, 0, m * n) };
-        }
+    // SAFETY: the caller's promise on `out`.
+    if unsafe { empty_product([m, k, n], out, accumulate) } {
         return;
     }
-    let kp = k.next_multiple_of(32);
     let packed_b = Packed {
         values: &b.values,
         rows_padded: b.n.next_multiple_of(2 * PANEL),
-        depth: kp,
+        depth: k.next_multiple_of(32),
         stride: b.depth * PANEL,
     };
     SCRATCH.with_borrow_mut(|scratch| {
-        for m0 in (0..m).step_by(ROW_BLOCK) {
-            let rows = m0..m.min(m0 + ROW_BLOCK);
-            let rows_padded = rows.len().next_multiple_of(32);
-            pack_a(a, Block { rows: rows.clone(), columns: 0..k }, rows_padded, kp, &mut scratch.a);
-            let packed_a = Packed {
-                values: &scratch.a,
-                rows_padded,
-                depth: kp,
-                stride: kp,
-            };
-            let output = Output {
-                // SAFETY: row `m0` of the `m x n` output.
-                values: unsafe { out.add(m0 * n) },
-                rows: rows.len(),
-                n,
-            };
-            // SAFETY: the caller vouches for `path` and `out`.
-            unsafe {
-                match path {
-                    CpuPath::Amx => amx::multiply(&packed_a, &packed_b, output, accumulate),
-                    CpuPath::Avx512Bf16 => avx512::multiply(&packed_a, &packed_b, output, accumulate),
-                    CpuPath::F32 => unreachable!("bf16 products need a bf16 path"),
-                }
-            }
-        }
+        // SAFETY: the caller's promises; `k <= b.k` (asserted).
+        unsafe { multiply_by_row_blocks(path, a, 0..k, &packed_b, [m, n], out, accumulate, &mut scratch.a) };
     });
 }
 
