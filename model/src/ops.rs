@@ -7,7 +7,7 @@ pub use videogpt_kernels::{
     CPU_PATH_VARIABLE, CpuPath, Precision, cpu_path, precision, set_precision,
     Decoder, DecoderBlock, DecoderState, FoldedNorm, HostAdam, KvCache as AttentionCache, KvPrecision,
     PackedLinear, axial_attention, causal_attention, batch_norm_relu, cached_attention, channels_first, channels_last,
-    conv_transpose3d, conv3d, dropout, linear, make_calling_thread_a_worker, tune_allocator, with_workers_awake,
+    conv_transpose3d, conv3d, dropout, linear, set_first_sample, make_calling_thread_a_worker, make_calling_thread_a_worker_of, tune_allocator, with_workers_awake,
 };
 
 /// [`linear`] applied to every position of a `[b, n, in]` sequence.

@@ -6,6 +6,12 @@
 //! steps to `metrics.jsonl`, checkpoints every `checkpoint_every` steps and
 //! at the end (with reconstruction previews), and resumes from the latest
 //! checkpoint at the same step with the same batches.
+//!
+//! Data-parallel under MPI ([`crate::distributed`]): `--batch-size` is the
+//! global batch, each rank trains on its slice, gradients are averaged and
+//! the codebook update and batch norm see the whole batch, so a run's
+//! numbers do not depend on its rank count (up to the order of sums). Rank 0
+//! alone writes the log, checkpoints and previews.
 
 use std::fs;
 use std::io::Write;
@@ -24,12 +30,14 @@ use videogpt_pipeline::shards::index::INDEX_FILE;
 use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data::{self, Batch, Loader};
+use crate::distributed::gradients::{average_gradients, check_ranks_agree};
+use crate::distributed::{Collective, local_batch, mean_over_ranks};
 use crate::error::{IoContext, ModelError, Result};
 use crate::ops::HostAdam;
 use crate::preview;
 use crate::resume::resumed_data;
 use crate::schedule::learning_rate;
-use crate::vqvae::codebook::usage;
+use crate::vqvae::codebook::{code_counts, usage_of_counts};
 use crate::vqvae::{VqVae, VqVaeConfig};
 
 pub use crate::run_config::{TrainOptions, TrainState, VqVaeRunConfig};
@@ -53,6 +61,10 @@ pub struct StepMetrics {
     #[serde(default)]
     pub learning_rate: f64,
     pub seconds: f64,
+    /// Seconds of the step spent averaging gradients over the ranks
+    /// (data-parallel runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +83,8 @@ pub struct Trainer {
     pub config: VqVaeRunConfig,
     pub state: TrainState,
     device: Device,
+    /// The data-parallel ranks (this process alone by default).
+    ranks: &'static dyn Collective,
 }
 
 impl Trainer {
@@ -87,6 +101,7 @@ impl Trainer {
                 samples_seen: 0,
             },
             device,
+            ranks: crate::distributed::world(),
         }
     }
 
@@ -102,6 +117,7 @@ impl Trainer {
             config,
             state,
             device,
+            ranks: crate::distributed::world(),
         })
     }
 
@@ -139,29 +155,39 @@ impl Trainer {
         if !model.codebook.is_initialised() {
             // Initialise the codes from this batch's encoder outputs first,
             // so the very first quantisation is meaningful.
-            model = model.initialise_codebook(x.clone(), &mut rng);
+            model = model.initialise_codebook(x.clone(), &mut rng, self.ranks);
         }
         let out = model.forward(x.clone());
         let mse = (out.reconstruction - x).square().mean();
         let variance = self.config.data_variance.max(1e-8);
         let loss = mse.clone().div_scalar(variance) + out.commitment_loss.clone();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (grads, reduced) = average_gradients(self.ranks, &model, grads);
         let mut model = self
             .optimizer
             .step(self.learning_rate(step), model, grads);
         let indices_host = data::int_values(out.indices.clone());
-        let (codebook, update) = model.codebook.ema_update(out.latents, out.indices, &mut rng);
+        let (codebook, update) = model.codebook.ema_update(out.latents, out.indices, &mut rng, self.ranks);
         model.codebook = codebook;
         self.model = Some(model);
         self.state.step += 1;
-        self.state.samples_seen += batch.shape[0] as u64;
+        self.state.samples_seen += (batch.shape[0] * self.ranks.size()) as u64;
 
-        let mse = mse.into_scalar::<f32>() as f64;
-        let commitment = out.commitment_loss.into_scalar::<f32>() as f64;
-        let (perplexity, codes_used) = usage(&indices_host, self.config.model.codes);
+        // The global batch's numbers: means of the ranks' means, codes
+        // counted over every rank.
+        let mut means = [
+            mse.into_scalar::<f32>() as f64,
+            out.commitment_loss.into_scalar::<f32>() as f64,
+            loss.into_scalar::<f32>() as f64,
+        ];
+        mean_over_ranks(self.ranks, &mut means);
+        let [mse, commitment, loss] = means;
+        let mut counts = code_counts(&indices_host, self.config.model.codes);
+        self.ranks.sum_f64(&mut counts);
+        let (perplexity, codes_used) = usage_of_counts(&counts);
         StepMetrics {
             step: self.state.step,
-            loss: loss.into_scalar::<f32>() as f64,
+            loss,
             mse,
             nmse: mse / variance,
             commitment,
@@ -170,7 +196,13 @@ impl Trainer {
             restarted: update.restarted,
             learning_rate: self.learning_rate(step),
             seconds: started.elapsed().as_secs_f64(),
+            all_reduce_seconds: (self.ranks.size() > 1).then(|| reduced.elapsed.as_secs_f64()),
         }
+    }
+
+    /// Fails, naming the step, unless every rank holds the same parameters.
+    pub fn check_ranks_agree(&self) -> Result<()> {
+        check_ranks_agree(self.ranks, self.model(), self.state.step)
     }
 
     /// Reconstructions of `batch` by the current model in inference mode,
@@ -228,6 +260,10 @@ pub fn train_vqvae(
     progress: bool,
 ) -> Result<TrainSummary> {
     crate::limits::check_schedule(options.batch_size, options.steps, options.learning_rate)?;
+    let ranks = crate::distributed::world();
+    let lead = ranks.rank() == 0;
+    let (first_sample, per_rank) = local_batch(ranks, options.batch_size)?;
+    crate::ops::set_first_sample(first_sample as u64);
     let existing = checkpoint::latest(run)?;
     let mut trainer = match (mode, existing.clone()) {
         (RunMode::Fresh, Some(found)) => {
@@ -280,8 +316,10 @@ pub fn train_vqvae(
                 data_mean: mean,
                 data_variance: variance,
             };
-            fs::create_dir_all(run).at(run)?;
-            checkpoint::write_run_config(run, &config)?;
+            if lead {
+                fs::create_dir_all(run).at(run)?;
+                checkpoint::write_run_config(run, &config)?;
+            }
             Trainer::new(config)
         }
     };
@@ -294,23 +332,33 @@ pub fn train_vqvae(
         let ids: Vec<u64> = (0..preview_shards.len().min(4)).collect();
         data::read_batch(&preview_shards, &ids)?
     };
-    let loader = Loader::spawn(
+    let loader = Loader::spawn_slice(
         shards,
         train.batch_size,
+        (first_sample, per_rank),
         train.seed,
         trainer.state.samples_seen,
         4,
     );
+    if ranks.size() > 1 {
+        tracing::info!(rank = ranks.rank(), ranks = ranks.size(), first_sample, per_rank, "data-parallel");
+    }
     let metrics_path = run.join("metrics.jsonl");
-    checkpoint::truncate_metrics_after(&metrics_path, trainer.state.step)?;
-    let mut metrics_file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .at(&metrics_path)?;
+    let mut metrics_file = if lead {
+        checkpoint::truncate_metrics_after(&metrics_path, trainer.state.step)?;
+        Some(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .at(&metrics_path)?,
+        )
+    } else {
+        None
+    };
 
     let total = trainer.config.train.steps;
-    let bar = videogpt_pipeline::progress::bar(total, "steps", progress);
+    let bar = videogpt_pipeline::progress::bar(total, "steps", progress && lead);
     bar.set_position(trainer.state.step);
     let started = Instant::now();
     let first_step = trainer.state.step;
@@ -321,7 +369,12 @@ pub fn train_vqvae(
         let m = trainer.step(&batch);
         bar.inc(1);
         let log_every = trainer.config.train.log_every.max(1);
-        if m.step % log_every == 0 || m.step == total {
+        let every = trainer.config.train.checkpoint_every.max(1);
+        let checkpoint_now = m.step % every == 0 || m.step == total;
+        if checkpoint_now || m.step % crate::distributed::AGREEMENT_EVERY == 0 {
+            trainer.check_ranks_agree()?;
+        }
+        if let Some(metrics_file) = metrics_file.as_mut().filter(|_| m.step % log_every == 0 || m.step == total) {
             let line = serde_json::to_string(&m).expect("serialisable");
             writeln!(metrics_file, "{line}").at(&metrics_path)?;
             let rate = (m.step - first_step) as f64 / started.elapsed().as_secs_f64();
@@ -330,8 +383,7 @@ pub fn train_vqvae(
                 m.loss, m.nmse, m.perplexity, m.codes_used, rate
             ));
         }
-        let every = trainer.config.train.checkpoint_every.max(1);
-        if m.step % every == 0 || m.step == total {
+        if let Some(metrics_file) = metrics_file.as_mut().filter(|_| checkpoint_now) {
             metrics_file.sync_data().at(&metrics_path)?;
             let dir = checkpoint::save(
                 run,
@@ -350,6 +402,8 @@ pub fn train_vqvae(
     bar.finish();
     let done = trainer.state.step - first_step;
     let checkpoint = match last_checkpoint {
+        // The other ranks name the checkpoint rank 0 wrote.
+        _ if !lead => run.join("checkpoints").join(checkpoint::step_name(trainer.state.step)),
         Some(c) => c,
         None => checkpoint::save(
             run,

@@ -25,11 +25,15 @@ type AdPrimitive = <FlexAd as BackendTypes>::FloatTensorPrimitive;
 /// Values per parallel task; the mask of value `i` depends on `i` only.
 const CHUNK: usize = 1 << 14;
 
-/// A dropout mask: value `i` is dropped where `hash(seed, i) < threshold`.
+/// A dropout mask: value `i` is dropped where `hash(seed, first_index + i)
+/// < threshold`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DropoutMask {
     pub probability: f32,
     pub seed: u64,
+    /// The global index of the tensor's first value: this rank's first
+    /// sample times the values per sample ([`crate::ranks`]), 0 alone.
+    pub first_index: u64,
 }
 
 impl DropoutMask {
@@ -39,7 +43,7 @@ impl DropoutMask {
         let key = (self.seed ^ (self.seed >> 32)) as u32;
         let high = (self.seed >> 32) as u32;
         for (i, value) in values.iter_mut().enumerate() {
-            let index = (start + i) as u64;
+            let index = self.first_index + (start + i) as u64;
             let keep = mix32(key ^ mix32(index as u32 ^ high) ^ ((index >> 32) as u32)) >= threshold;
             *value = if keep { *value * scale } else { 0.0 };
         }
@@ -79,9 +83,12 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let Ok(primitive) = x.clone().try_into_primitive::<FlexAd>() else {
         return layer.forward(x);
     };
+    let dims = x.dims();
+    let per_sample = dims[1..].iter().product::<usize>() as u64;
     let mask = DropoutMask {
         probability: layer.prob as f32,
         seed: draw_seed(&device),
+        first_index: crate::ranks::first_sample() * per_sample,
     };
     Tensor::from_primitive::<FlexAd>(tracked_dropout(primitive, mask))
 }
@@ -156,7 +163,7 @@ mod tests {
 
     #[test]
     fn masks_depend_on_the_seed_and_not_on_the_split_into_tasks() {
-        let mask = DropoutMask { probability: 0.5, seed: 99 };
+        let mask = DropoutMask { probability: 0.5, seed: 99, first_index: 0 };
         let mut all = vec![1.0f32; 3 * CHUNK + 7];
         mask.apply_all(&mut all);
         let mut serial = vec![1.0f32; 3 * CHUNK + 7];

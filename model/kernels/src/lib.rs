@@ -45,6 +45,7 @@ pub mod linear;
 pub mod norm;
 pub mod permute;
 pub mod precision;
+pub mod ranks;
 pub mod threads;
 
 pub use adam::HostAdam;
@@ -55,5 +56,6 @@ pub use decode::{Decoder, DecoderBlock, DecoderState, FoldedNorm, KvCache, KvPre
 pub use linear::linear;
 pub use norm::batch_norm_relu;
 pub use permute::{channels_first, channels_last};
+pub use ranks::{first_sample, set_cross_rank_sum, set_first_sample};
 pub use precision::{CPU_PATH_VARIABLE, CpuPath, Precision, cpu_path, precision, set_precision};
-pub use threads::{make_calling_thread_a_worker, tune_allocator, with_workers_awake};
+pub use threads::{make_calling_thread_a_worker, make_calling_thread_a_worker_of, tune_allocator, with_workers_awake};

@@ -72,6 +72,8 @@ pub fn batch_norm_relu<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor
 struct ChannelStats {
     mean: Vec<f32>,
     variance: Vec<f32>,
+    /// Values per channel over all ranks.
+    count: f64,
 }
 
 /// The input as `[batch, channels, samples]`, contiguous.
@@ -96,22 +98,29 @@ fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f64 {
 }
 
 /// Mean and biased variance of every channel of `x` `[batch, channels,
-/// samples]` (two passes: the mean, then the centred squares).
+/// samples]` (two passes: the mean, then the centred squares), over the
+/// values of every rank ([`crate::ranks`]; this process's alone by default).
 fn channel_stats(x: &[f32], [batch, channels, samples]: [usize; 3]) -> ChannelStats {
-    let count = (batch * samples) as f64;
-    let (mean, variance): (Vec<f32>, Vec<f32>) = (0..channels)
+    let runs = |c: usize| (0..batch).map(move |n| &x[(n * channels + c) * samples..][..samples]);
+    // Per channel the sum of its values, then the value count.
+    let mut sums: Vec<f64> = (0..channels)
+        .into_par_iter()
+        .map(|c| runs(c).map(|run| lane_sum(run, |v| v)).sum::<f64>())
+        .collect();
+    sums.push((batch * samples) as f64);
+    crate::ranks::sum_over_ranks(&mut sums);
+    let count = sums[channels];
+    let mean: Vec<f32> = sums[..channels].iter().map(|&s| (s / count) as f32).collect();
+    let mut squares: Vec<f64> = (0..channels)
         .into_par_iter()
         .map(|c| {
-            let runs = (0..batch).map(|n| &x[(n * channels + c) * samples..][..samples]);
-            let mean = runs.clone().map(|run| lane_sum(run, |v| v)).sum::<f64>() / count;
-            let m = mean as f32;
-            let squares = runs
-                .map(|run| lane_sum(run, |v| (v - m) * (v - m)))
-                .sum::<f64>();
-            (mean as f32, (squares / count) as f32)
+            let m = mean[c];
+            runs(c).map(|run| lane_sum(run, |v| (v - m) * (v - m))).sum::<f64>()
         })
-        .unzip();
-    ChannelStats { mean, variance }
+        .collect();
+    crate::ranks::sum_over_ranks(&mut squares);
+    let variance = squares.iter().map(|&s| (s / count) as f32).collect();
+    ChannelStats { mean, variance, count }
 }
 
 /// Per channel, `(scale, shift)` with `normalised * gamma + beta = x *
@@ -147,7 +156,10 @@ fn forward(x: &[f32], dims: [usize; 3], coefficients: &[[f32; 3]]) -> Vec<f32> {
 /// ReLU passed (`xhat * gamma + beta > 0`), zero elsewhere: `dbeta = sum
 /// g`, `dgamma = sum g * xhat`, and `dx = gamma * inv_std * (g - dbeta / N
 /// - xhat * dgamma / N)`, sums over the `N = batch * samples` values of a
-/// channel.
+/// channel. Across ranks `dx` takes the sums over every rank's values (the
+/// output depends on them all through the statistics) while `dgamma` and
+/// `dbeta` stay this rank's, as every parameter gradient is, to be averaged
+/// with the others.
 fn backward(
     x: &[f32],
     grad: &[f32],
@@ -158,7 +170,7 @@ fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let [batch, channels, samples] = dims;
     let passed = |x: f32, [scale, shift, _]: [f32; 3]| x * scale + shift > 0.0;
-    let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..channels)
+    let (dgamma, dbeta): (Vec<f64>, Vec<f64>) = (0..channels)
         .into_par_iter()
         .map(|c| {
             let (mean, k) = (stats.mean[c], coefficients[c]);
@@ -187,10 +199,13 @@ fn backward(
                     dbeta += g as f64;
                 }
             }
-            (dgamma as f32, dbeta as f32)
+            (dgamma, dbeta)
         })
         .unzip();
-    let count = (batch * samples) as f32;
+    let mut global: Vec<f64> = dgamma.iter().chain(&dbeta).copied().collect();
+    crate::ranks::sum_over_ranks(&mut global);
+    let (global_dgamma, global_dbeta) = global.split_at(channels);
+    let count = stats.count as f32;
     // SAFETY: each run of `samples` values is written whole.
     let dx = unsafe {
         parallel_filled(x.len(), samples, |run, dx| {
@@ -201,7 +216,7 @@ fn backward(
             let c = run % channels;
             let (mean, k) = (stats.mean[c], coefficients[c]);
             let inv_std = k[2];
-            let (mean_g, mean_gx) = (dbeta[c] / count, dgamma[c] / count);
+            let (mean_g, mean_gx) = (global_dbeta[c] as f32 / count, global_dgamma[c] as f32 / count);
             let scale = gamma[c] * inv_std;
             for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
                 let xhat = (x - mean) * inv_std;
@@ -210,7 +225,8 @@ fn backward(
             }
         })
     };
-    (dx, dgamma, dbeta)
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+    (dx, to_f32(dgamma), to_f32(dbeta))
 }
 
 /// The autodiff op's backward pass: parents `x`, `gamma`, `beta`.

@@ -19,10 +19,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// rayon, and sampling's extra threads (one per further core) find those
 /// workers free.
 pub fn make_calling_thread_a_worker() {
-    if let Err(e) = rayon::ThreadPoolBuilder::new()
-        .use_current_thread()
-        .build_global()
-    {
+    make_calling_thread_a_worker_of(None)
+}
+
+/// [`make_calling_thread_a_worker`] with `threads` workers in all (the
+/// caller included; rayon's default, one per core, when `None`).
+pub fn make_calling_thread_a_worker_of(threads: Option<usize>) {
+    let mut builder = rayon::ThreadPoolBuilder::new().use_current_thread();
+    if let Some(threads) = threads {
+        builder = builder.num_threads(threads.max(1));
+    }
+    if let Err(e) = builder.build_global() {
         tracing::debug!("rayon's global pool was already built: {e}");
     }
 }

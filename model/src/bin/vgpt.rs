@@ -31,7 +31,14 @@ struct Cli {
     /// stderr is not a terminal: a log file, a cluster job, `| tee`.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = videogpt_pipeline::progress::DEFAULT_LOG_EVERY_SECS)]
     progress_every: u64,
+    /// Compute threads of this process (default: the cores, shared among the
+    /// ranks on this node when `mpirun`/`srun` started several).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS as i64))]
+    threads: Option<u16>,
 }
+
+/// The most compute threads one process may ask for.
+const MAX_THREADS: u16 = 1024;
 
 #[derive(Subcommand)]
 enum Command {
@@ -393,12 +400,43 @@ fn default_prior_preset(dataset: &str) -> String {
 fn main() -> ExitCode {
     videogpt_model::backend::keep_default_device_on_cpu();
     videogpt_model::ops::tune_allocator();
-    videogpt_model::ops::make_calling_thread_a_worker();
-    videogpt_pipeline::cli::main_with(|| run(videogpt_pipeline::cli::parse_args()))
+    videogpt_pipeline::cli::main_with(|| {
+        let cli: Cli = videogpt_pipeline::cli::parse_args();
+        // MPI first: the default thread count depends on the ranks per node.
+        let world = videogpt_model::distributed::init()?;
+        let launched = videogpt_model::distributed::launch::launched();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cli
+            .threads
+            .map_or_else(|| videogpt_model::distributed::launch::default_threads(cores, launched.as_ref()), usize::from);
+        videogpt_model::ops::make_calling_thread_a_worker_of(Some(threads));
+        let result = run(cli);
+        if let (Err(e), true) = (&result, videogpt_model::distributed::world().size() > 1) {
+            // One failing rank ends them all, so none waits for it.
+            let world = videogpt_model::distributed::world();
+            let line = format!("error (rank {} of {}): {}\n", world.rank(), world.size(), videogpt_pipeline::cli::error_line(e));
+            // One write, so the ranks' lines do not interleave.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            videogpt_model::distributed::abort_others_on_error(1);
+        }
+        drop(world);
+        result
+    })
+}
+
+/// Whether this process prints results: rank 0, or a process on its own.
+fn lead() -> bool {
+    videogpt_model::distributed::world().rank() == 0
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     videogpt_pipeline::progress::set_log_every(cli.progress_every);
+    let ranks = videogpt_model::distributed::world().size();
+    if ranks > 1 && !matches!(cli.command, Command::TrainVqvae { .. } | Command::TrainPrior { .. }) {
+        anyhow::bail!(
+            "started as {ranks} ranks, but only train-vqvae and train-prior run data-parallel; run this command as one process (without mpirun/srun)"
+        );
+    }
     match cli.command {
         Command::TrainVqvae {
             dataset,
@@ -444,6 +482,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let mode = if resume { RunMode::Resume } else { RunMode::Fresh };
             let summary = train_vqvae(&run, model, options, mode, !no_progress)?;
+            if !lead() {
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(m) = &summary.last {
                 println!(
                     "step {}: loss {:.4}, train NMSE {:.4}, perplexity {:.1}, {} codes in the last batch",
@@ -537,6 +578,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let unigram = setup.unigram_bits;
             let summary = train_prior(&run, setup.model, options, setup.codebook, resume, !no_progress)?;
+            if !lead() {
+                return Ok(ExitCode::SUCCESS);
+            }
             if let Some(m) = &summary.last {
                 println!("step {}: train {:.4} bits/dim", m.step, m.bits_per_dim);
                 if let Some(test) = m.test_bits_per_dim {

@@ -4,6 +4,12 @@
 //! atomic checkpoints; `--resume` continues exactly: the batch stream
 //! depends only on (seed, sample counter) and the device RNG (dropout) is
 //! reseeded from (seed, step) before every step.
+//!
+//! Data-parallel under MPI ([`crate::distributed`]): `--batch-size` is the
+//! global batch, each rank trains on its slice, gradients are averaged, and
+//! dropout masks follow each value's place in the global batch, so on the
+//! CPU a run's numbers do not depend on its rank count (up to the order of
+//! sums). Rank 0 alone evaluates and writes the log and checkpoints.
 
 use std::fs;
 use std::io::Write;
@@ -25,6 +31,8 @@ use super::context::frames_tensor;
 use super::{Condition, Prior, PriorConfig};
 use crate::backend::BackendKind;
 use crate::checkpoint::{self, TrainState};
+use crate::distributed::gradients::{average_gradients, check_ranks_agree};
+use crate::distributed::{AGREEMENT_EVERY, local_batch, mean_over_ranks};
 use crate::error::{IoContext, ModelError, Result};
 use crate::schedule::{LrSchedule, learning_rate};
 
@@ -130,6 +138,10 @@ pub struct PriorStepMetrics {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub test_bits_per_dim: Option<f64>,
     pub seconds: f64,
+    /// Seconds of the step spent averaging gradients over the ranks
+    /// (data-parallel runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_reduce_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +295,10 @@ pub fn train_prior(
     progress: bool,
 ) -> Result<PriorTrainSummary> {
     crate::limits::check_schedule(options.batch_size, options.steps, options.learning_rate)?;
+    let ranks = crate::distributed::world();
+    let lead = ranks.rank() == 0;
+    let (first_sample, per_rank) = local_batch(ranks, options.batch_size)?;
+    crate::ops::set_first_sample(first_sample as u64);
     let device = options.backend.training_device();
     let existing = checkpoint::latest(run)?;
     let (mut prior, config, mut state, mut optim) = match (resume, existing.clone()) {
@@ -334,10 +350,12 @@ pub fn train_prior(
                 train,
                 tokens,
             };
-            fs::create_dir_all(run).at(run)?;
-            let text = serde_json::to_vec_pretty(&config).expect("serialisable");
-            videogpt_pipeline::atomic::write_bytes_atomic(&run.join(checkpoint::CONFIG_FILE), &text)
-                .at(run)?;
+            if lead {
+                fs::create_dir_all(run).at(run)?;
+                let text = serde_json::to_vec_pretty(&config).expect("serialisable");
+                videogpt_pipeline::atomic::write_bytes_atomic(&run.join(checkpoint::CONFIG_FILE), &text)
+                    .at(run)?;
+            }
             let prior = crate::backend::with_seed(&device, options.seed, || model.init(codebook, &device));
             (prior, config, TrainState { step: 0, samples_seen: 0 }, optimizer(&options))
         }
@@ -362,16 +380,26 @@ pub fn train_prior(
         config.train.batch_size,
         config.train.seed,
         state.samples_seen,
-    );
+    )
+    .slice(first_sample, per_rank);
+    if ranks.size() > 1 {
+        tracing::info!(rank = ranks.rank(), ranks = ranks.size(), first_sample, per_rank, "data-parallel");
+    }
     let metrics_path = run.join("metrics.jsonl");
-    checkpoint::truncate_metrics_after(&metrics_path, state.step)?;
-    let mut metrics_file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .at(&metrics_path)?;
+    let mut metrics_file = if lead {
+        checkpoint::truncate_metrics_after(&metrics_path, state.step)?;
+        Some(fs::OpenOptions::new().create(true).append(true).open(&metrics_path).at(&metrics_path)?)
+    } else {
+        None
+    };
+    // burn's own dropout (devices other than the CPU) cannot place values
+    // in the global batch: there each rank's masks get a seed of their own.
+    let rank_seed = match (ranks.size(), config.train.backend) {
+        (1, _) | (_, BackendKind::Flex) => 0,
+        _ => SplitMix64::for_item(config.train.seed, "prior-dropout-rank", ranks.rank() as u64).next_u64(),
+    };
     let total = config.train.steps;
-    let bar = videogpt_pipeline::progress::bar(total, "steps", progress);
+    let bar = videogpt_pipeline::progress::bar(total, "steps", progress && lead);
     bar.set_position(state.step);
     let started = Instant::now();
     let first_step = state.step;
@@ -384,9 +412,10 @@ pub fn train_prior(
         let batch = batches.next().expect("endless");
         let (tokens, condition) = batch_tensors(&config.model, config.train.conditioning, &batch, &device);
         // Dropout masks depend on (seed, step) only, so resume is exact.
-        let dropout_seed = SplitMix64::for_item(config.train.seed, "prior-dropout", step).next_u64();
+        let dropout_seed = SplitMix64::for_item(config.train.seed, "prior-dropout", step).next_u64() ^ rank_seed;
         let loss = crate::backend::with_seed(&device, dropout_seed, || prior.loss(tokens, &condition));
         let grads = GradientsParams::from_grads(loss.backward(), &prior);
+        let (grads, reduced) = average_gradients(ranks, &prior, grads);
         let lr = learning_rate(
             config.train.learning_rate,
             config.train.lr_schedule,
@@ -397,8 +426,11 @@ pub fn train_prior(
         prior = optim.step(lr, prior, grads);
         state.step += 1;
         state.samples_seen = batches.samples_seen();
-        let bits = loss.into_scalar::<f32>() as f64 / std::f64::consts::LN_2;
-        let eval_now = config.train.eval_every > 0
+        let mut bits = [loss.into_scalar::<f32>() as f64 / std::f64::consts::LN_2];
+        mean_over_ranks(ranks, &mut bits);
+        let [bits] = bits;
+        let eval_now = lead
+            && config.train.eval_every > 0
             && (state.step % config.train.eval_every == 0 || state.step == total);
         let test = match (&test_rows, eval_now) {
             (Some(rows), true) => Some(test_bits_per_dim(
@@ -416,9 +448,15 @@ pub fn train_prior(
             learning_rate: lr,
             test_bits_per_dim: test,
             seconds: step_started.elapsed().as_secs_f64(),
+            all_reduce_seconds: (ranks.size() > 1).then(|| reduced.elapsed.as_secs_f64()),
         };
         bar.inc(1);
-        if state.step % config.train.log_every.max(1) == 0 || state.step == total || test.is_some() {
+        let checkpoint_now = state.step % config.train.checkpoint_every.max(1) == 0 || state.step == total;
+        if checkpoint_now || state.step % AGREEMENT_EVERY == 0 {
+            check_ranks_agree(ranks, &prior, state.step)?;
+        }
+        let log_now = state.step % config.train.log_every.max(1) == 0 || state.step == total || test.is_some();
+        if let Some(metrics_file) = metrics_file.as_mut().filter(|_| log_now) {
             writeln!(metrics_file, "{}", serde_json::to_string(&m).expect("serialisable")).at(&metrics_path)?;
             let rate = (state.step - first_step) as f64 / started.elapsed().as_secs_f64();
             bar.set_message(format!(
@@ -426,7 +464,7 @@ pub fn train_prior(
                 test.map(|t| format!(" test {t:.3}")).unwrap_or_default()
             ));
         }
-        if state.step % config.train.checkpoint_every.max(1) == 0 || state.step == total {
+        if let Some(metrics_file) = metrics_file.as_mut().filter(|_| checkpoint_now) {
             metrics_file.sync_data().at(&metrics_path)?;
             let dir = checkpoint::save_module(run, &config, &state, prior.valid(), &optim)?;
             tracing::info!(step = state.step, checkpoint = %dir.display(), "checkpoint");
@@ -436,6 +474,8 @@ pub fn train_prior(
     }
     bar.finish();
     let checkpoint = match last_checkpoint {
+        // The other ranks name the checkpoint rank 0 wrote.
+        _ if !lead => run.join("checkpoints").join(checkpoint::step_name(state.step)),
         Some(c) => c,
         None => checkpoint::save_module(run, &config, &state, prior.valid(), &optim)?,
     };

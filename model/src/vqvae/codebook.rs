@@ -14,11 +14,19 @@
 //!
 //! The codebook takes no gradient: its parameters are buffers that only
 //! [`Codebook::ema_update`] changes.
+//!
+//! In data-parallel training every rank holds the same codebook: the counts
+//! and sums are summed over the ranks before the update, and the initial and
+//! restart vectors are picked from the global batch's encoder outputs (the
+//! same picks on every rank, each rank filling in the rows it holds), so
+//! the update is the one a single process with the whole batch makes.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use videogpt_pipeline::rng::SplitMix64;
+
+use crate::distributed::Collective;
 
 #[derive(Config, Debug)]
 pub struct CodebookConfig {
@@ -130,18 +138,21 @@ impl Codebook {
 
     /// One EMA step from the encoder outputs `z: [n, D]` of a training batch
     /// and their assigned codes. On the first call it initialises the
-    /// codebook from `z` instead. `rng` picks the restart vectors.
+    /// codebook from `z` instead. `rng` picks the restart vectors; `ranks`
+    /// are the data-parallel ranks whose batches make the global batch (a
+    /// single process alone).
     pub fn ema_update(
         self,
         z: Tensor<2>,
         indices: Tensor<1, Int>,
         rng: &mut SplitMix64,
+        ranks: &dyn Collective,
     ) -> (Self, CodebookUpdate) {
         let z = z.detach();
         let device = z.device();
         let (k, d) = (self.codes(), self.dim());
         if !self.is_initialised() {
-            let rows = random_rows(&z, k, rng);
+            let rows = random_rows(&z, k, rng, ranks);
             let update = CodebookUpdate {
                 restarted: k,
                 initialised: true,
@@ -169,6 +180,7 @@ impl Codebook {
             z.clone(),
             IndexingUpdateOp::Add,
         );
+        let (counts, sums) = (summed_over(ranks, counts), summed_over(ranks, sums));
         let keep = self.decay;
         let cluster_size = self
             .cluster_size
@@ -191,7 +203,7 @@ impl Codebook {
         let dead = cluster_size.clone().lower_elem(self.dead_threshold); // [K]
         let restarted = dead.clone().int().sum().into_scalar::<i64>() as usize;
         let (embeddings, embedding_sum, cluster_size) = if restarted > 0 {
-            let rows = random_rows(&z, k, rng);
+            let rows = random_rows(&z, k, rng, ranks);
             let dead_rows = dead.clone().reshape([k, 1]).expand([k, d]);
             (
                 embeddings.mask_where(dead_rows.clone(), rows.clone()),
@@ -217,25 +229,52 @@ impl Codebook {
     }
 }
 
-/// `count` rows of `z` chosen at random: without replacement when `z` has
+/// `t` summed over the ranks (unchanged alone).
+fn summed_over<const D: usize>(ranks: &dyn Collective, t: Tensor<D>) -> Tensor<D> {
+    if ranks.size() == 1 {
+        return t;
+    }
+    let (dims, device) = (t.dims(), t.device());
+    let mut values = crate::data::float_values(t);
+    ranks.sum_f32(&mut values);
+    Tensor::from_data(TensorData::new(values, dims), &device)
+}
+
+/// `count` rows of the global batch's encoder outputs (`z` on each rank,
+/// in rank order) chosen at random: without replacement when there are
 /// enough rows; otherwise with replacement plus a little noise (std
 /// `0.01 / sqrt(D)`, as the reference's `_tile`) so that the copies differ.
-fn random_rows(z: &Tensor<2>, count: usize, rng: &mut SplitMix64) -> Tensor<2> {
-    let [n, d] = z.dims();
+fn random_rows(z: &Tensor<2>, count: usize, rng: &mut SplitMix64, ranks: &dyn Collective) -> Tensor<2> {
+    let [local, d] = z.dims();
+    let n = local * ranks.size();
     let device = z.device();
-    let picked: Vec<i64> = if n >= count {
+    let picked: Vec<usize> = if n >= count {
         let mut order: Vec<u32> = (0..n as u32).collect();
         for i in 0..count {
             let j = i + rng.below((n - i) as u64) as usize;
             order.swap(i, j);
         }
-        order[..count].iter().map(|&i| i as i64).collect()
+        order[..count].iter().map(|&i| i as usize).collect()
     } else {
-        (0..count).map(|_| rng.below(n as u64) as i64).collect()
+        (0..count).map(|_| rng.below(n as u64) as usize).collect()
     };
-    let rows = z
-        .clone()
-        .select(0, Tensor::from_data(TensorData::new(picked, [count]), &device));
+    let rows = if ranks.size() == 1 {
+        let picked: Vec<i64> = picked.iter().map(|&i| i as i64).collect();
+        z.clone().select(0, Tensor::from_data(TensorData::new(picked, [count]), &device))
+    } else {
+        // Each rank writes the picked rows it holds; the sum over ranks
+        // has every row exactly once.
+        let first = ranks.rank() * local;
+        let values = crate::data::float_values(z.clone());
+        let mut rows = vec![0f32; count * d];
+        for (row, &p) in rows.chunks_exact_mut(d).zip(&picked) {
+            if (first..first + local).contains(&p) {
+                row.copy_from_slice(&values[(p - first) * d..][..d]);
+            }
+        }
+        ranks.sum_f32(&mut rows);
+        Tensor::from_data(TensorData::new(rows, [count, d]), &device)
+    };
     if n >= count {
         return rows;
     }
@@ -256,20 +295,30 @@ fn standard_normal(rng: &mut SplitMix64) -> f64 {
 /// Perplexity `exp(H)` of the code histogram of `indices` (the reference's
 /// codebook-usage measure) and the number of distinct codes used.
 pub fn usage(indices: &[i64], codes: usize) -> (f64, usize) {
-    let mut counts = vec![0u64; codes];
+    usage_of_counts(&code_counts(indices, codes))
+}
+
+/// How often each code occurs in `indices`.
+pub fn code_counts(indices: &[i64], codes: usize) -> Vec<f64> {
+    let mut counts = vec![0f64; codes];
     for &i in indices {
-        counts[i as usize] += 1;
+        counts[i as usize] += 1.0;
     }
-    let total = indices.len().max(1) as f64;
+    counts
+}
+
+/// [`usage`] from the codes' counts (e.g. summed over ranks).
+pub fn usage_of_counts(counts: &[f64]) -> (f64, usize) {
+    let total = counts.iter().sum::<f64>().max(1.0);
     let entropy: f64 = counts
         .iter()
-        .filter(|&&c| c > 0)
+        .filter(|&&c| c > 0.0)
         .map(|&c| {
-            let p = c as f64 / total;
+            let p = c / total;
             -p * p.ln()
         })
         .sum();
-    (entropy.exp(), counts.iter().filter(|&&c| c > 0).count())
+    (entropy.exp(), counts.iter().filter(|&&c| c > 0.0).count())
 }
 
 #[cfg(test)]
@@ -311,7 +360,7 @@ mod tests {
         let z = tensor2(&[1.0, 0.0, 0.0, 1.0, 4.0, 6.0], [3, 2], &device);
         let idx = book.nearest(z.clone());
         assert_eq!(crate::data::int_values(idx.clone()), vec![0, 0, 1]);
-        let (book, update) = book.ema_update(z, idx, &mut SplitMix64::new(0));
+        let (book, update) = book.ema_update(z, idx, &mut SplitMix64::new(0), crate::distributed::world());
         assert_eq!(update.restarted, 0);
         // N = 0.99*[1,1] + 0.01*[2,1] = [1.01, 1.00]
         let n = [1.01f64, 1.00];
@@ -353,7 +402,7 @@ mod tests {
         );
         let idx = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2, 0, 2, 2], [5]), &device);
         let before = book.embeddings().into_data().try_to_vec::<f32>().unwrap();
-        let (book, update) = book.ema_update(z.clone(), idx, &mut SplitMix64::new(7));
+        let (book, update) = book.ema_update(z.clone(), idx, &mut SplitMix64::new(7), crate::distributed::world());
         assert_eq!(update.restarted, 2);
         let after = book.embeddings().into_data().try_to_vec::<f32>().unwrap();
         let rows: Vec<Vec<f32>> = z.into_data().try_to_vec::<f32>().unwrap().chunks(3).map(|r| r.to_vec()).collect();
@@ -383,7 +432,7 @@ mod tests {
         assert!(!book.is_initialised());
         let z = tensor2(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [4, 2], &device);
         let idx = book.nearest(z.clone());
-        let (book, update) = book.ema_update(z, idx, &mut SplitMix64::new(1));
+        let (book, update) = book.ema_update(z, idx, &mut SplitMix64::new(1), crate::distributed::world());
         assert!(update.initialised && book.is_initialised());
         let e = book.embeddings().into_data().try_to_vec::<f32>().unwrap();
         let mut firsts: Vec<f32> = e.chunks(2).map(|r| r[0]).collect();

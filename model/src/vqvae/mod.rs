@@ -290,10 +290,10 @@ impl VqVae {
 
     /// Initialises the codebook from the encoder outputs of `x` (a training
     /// batch); see [`Codebook::ema_update`].
-    pub fn initialise_codebook(self, x: Tensor<5>, rng: &mut SplitMix64) -> Self {
+    pub fn initialise_codebook(self, x: Tensor<5>, rng: &mut SplitMix64, ranks: &dyn crate::distributed::Collective) -> Self {
         let rows = self.latent_rows(x).0.detach();
         let indices = self.codebook.nearest(rows.clone());
-        let (codebook, _) = self.codebook.clone().ema_update(rows, indices, rng);
+        let (codebook, _) = self.codebook.clone().ema_update(rows, indices, rng, ranks);
         Self { codebook, ..self }
     }
 
@@ -387,7 +387,7 @@ mod tests {
         let x = Tensor::<5>::random([2, 1, 4, 16, 16], Distribution::Default, device);
         let model = config
             .init(device)
-            .initialise_codebook(x.clone(), &mut SplitMix64::new(0));
+            .initialise_codebook(x.clone(), &mut SplitMix64::new(0), crate::distributed::world());
         (config, model, x)
     }
 

@@ -359,6 +359,8 @@ pub struct TokenBatches {
     rows: Arc<TokenRows>,
     order: ShuffledOrder,
     batch_size: usize,
+    /// Of each batch, the rows `first..first + count` are handed out.
+    slice: (usize, usize),
     sample: u64,
 }
 
@@ -374,8 +376,18 @@ impl TokenBatches {
             rows,
             order,
             batch_size,
+            slice: (0, batch_size),
             sample: start_sample,
         }
+    }
+
+    /// One rank's share of every batch in data-parallel training: of each
+    /// global batch, the `count` rows starting at `first`. Panics when the
+    /// slice leaves the batch; callers split the batch first.
+    pub fn slice(mut self, first: usize, count: usize) -> Self {
+        assert!(count > 0 && first + count <= self.batch_size, "slice outside the batch");
+        self.slice = (first, count);
+        self
     }
 
     /// Samples handed out so far (including `start_sample`).
@@ -388,7 +400,8 @@ impl Iterator for TokenBatches {
     type Item = TokenBatch;
 
     fn next(&mut self) -> Option<TokenBatch> {
-        let picks: Vec<usize> = (0..self.batch_size as u64)
+        let (first, count) = self.slice;
+        let picks: Vec<usize> = (first as u64..(first + count) as u64)
             .map(|i| self.order.item_at(self.sample + i) as usize)
             .collect();
         self.sample += self.batch_size as u64;

@@ -56,12 +56,16 @@ impl CausalHeads {
 pub struct AttentionDropout {
     pub probability: f32,
     pub seed: u64,
+    /// The global index of the first (sequence, head) stream: this rank's
+    /// first sample times the heads ([`crate::ranks`]), 0 alone.
+    pub first_stream: usize,
 }
 
 impl AttentionDropout {
     /// The mask's key for one query row of one head of one sequence.
     fn row_key(&self, stream: usize, query: usize) -> u32 {
-        let mut z = self.seed ^ ((stream as u64) << 32 | query as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let stream = (self.first_stream + stream) as u64;
+        let mut z = self.seed ^ (stream << 32 | query as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         ((z ^ (z >> 31)) >> 32) as u32
@@ -293,6 +297,7 @@ pub fn attend_on_host(qkv: &Tensor<3>, heads: usize, dropout: f64) -> Option<Ten
         let dropout = (dropout > 0.0).then(|| AttentionDropout {
             probability: dropout as f32,
             seed: crate::dropout::draw_seed(&qkv.device()),
+            first_stream: crate::ranks::first_sample() as usize * heads,
         });
         return Some(Tensor::from_primitive::<FlexAd>(tracked_attend(primitive, shape, dropout, out_shape)));
     }
@@ -386,7 +391,7 @@ mod tests {
         let qkv0 = Tensor::<3>::random([shape.batch, shape.len, 3 * width], Distribution::Normal(0.0, 1.5), &device);
         let probe = Tensor::<3>::random([shape.batch, shape.len, width], Distribution::Default, &device);
         let dims = [shape.batch, shape.len, width];
-        for dropout in [None, Some(AttentionDropout { probability: 0.3, seed: 17 })] {
+        for dropout in [None, Some(AttentionDropout { probability: 0.3, seed: 17, first_stream: 0 })] {
             let run = |host: bool| {
                 let qkv = qkv0.clone().detach().require_grad();
                 let y = if host {
@@ -416,7 +421,7 @@ mod tests {
     /// another seed draws another mask.
     #[test]
     fn dropout_drops_its_share_and_follows_the_seed() {
-        let dropout = AttentionDropout { probability: 0.3, seed: 5 };
+        let dropout = AttentionDropout { probability: 0.3, seed: 5, first_stream: 0 };
         let mut dropped = 0usize;
         let mut differ = 0usize;
         let other = AttentionDropout { seed: 6, ..dropout };
