@@ -6,6 +6,11 @@
 //! is in every part's metadata. Parts are written atomically and kept on a
 //! rerun when they match, so an interrupted run continues and a repeated
 //! one does nothing.
+//!
+//! Split over tasks (a job array, MPI ranks: [`TaskSlice`]), task `I` of `N`
+//! encodes parts `I, I + N, ...` of every split; whichever task finds all
+//! parts written when it is done writes the manifest and the cards (or
+//! `--merge` does, later), the bytes one process would write.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,6 +19,7 @@ use burn::module::Module;
 use serde::Serialize;
 use videogpt_pipeline::shards::format::sha256_file;
 use videogpt_pipeline::shards::{ClipIndex, ClipShards};
+use videogpt_pipeline::tasks::TaskSlice;
 use videogpt_pipeline::tokens::{TablePlan, TokenTableMeta};
 
 use crate::backend::BackendKind;
@@ -35,6 +41,11 @@ pub struct EncodeOptions {
     /// folder (`<table name>-context-K`).
     pub context_frames: usize,
     pub progress: bool,
+    /// This process's share of the parts.
+    pub task: TaskSlice,
+    /// Encode nothing: write the manifests from the parts the tasks wrote
+    /// (an error naming the missing ones if any are).
+    pub merge: bool,
 }
 
 impl Default for EncodeOptions {
@@ -47,6 +58,8 @@ impl Default for EncodeOptions {
             overwrite: false,
             context_frames: 0,
             progress: true,
+            task: TaskSlice::WHOLE,
+            merge: false,
         }
     }
 }
@@ -62,6 +75,9 @@ pub struct SplitSummary {
     pub parts: usize,
     pub bytes: u64,
     pub seconds: f64,
+    /// Parts other tasks have not written yet; the manifest is written once
+    /// there are none.
+    pub parts_pending: usize,
 }
 
 /// The table folder name for a checkpoint: `<run>-<step folder>`.
@@ -145,7 +161,11 @@ pub fn encode_latents(
         };
         let out_dir = videogpt_pipeline::tokens::layout::data_dir(&table, &split);
         let plan = TablePlan::new(&split_dir, &out_dir, meta, options.rows_per_part, options.overwrite)?;
-        let pending = plan.pending();
+        let pending: Vec<_> = plan
+            .pending()
+            .into_iter()
+            .filter(|part| !options.merge && options.task.owns(part.index))
+            .collect();
         let todo: u64 = pending.iter().map(|p| p.rows as u64).sum();
         let shards = ClipShards::open(&split_dir)?;
         let bar = videogpt_pipeline::progress::bar(todo, "clips", options.progress);
@@ -169,6 +189,34 @@ pub fn encode_latents(
             plan.write(part, &tokens, frames)?;
         }
         bar.finish_and_clear();
+        let others = plan.pending();
+        if !others.is_empty() {
+            let names: Vec<String> = others.iter().take(10).map(|p| p.file_name()).collect();
+            if options.merge {
+                return Err(ModelError::format(
+                    &out_dir,
+                    format!(
+                        "{} of {} parts are not encoded yet ({}{}); run the encode tasks that own them first",
+                        others.len(),
+                        plan.parts().len(),
+                        names.join(", "),
+                        if others.len() > 10 { ", ..." } else { "" }
+                    ),
+                ));
+            }
+            tracing::info!(split = %split, pending = others.len(), "this task's parts are written; other tasks' to come");
+            summaries.push(SplitSummary {
+                split,
+                table: out_dir,
+                clips: plan.clips(),
+                encoded: todo,
+                parts: plan.parts().len(),
+                bytes: 0,
+                seconds: started.elapsed().as_secs_f64(),
+                parts_pending: others.len(),
+            });
+            continue;
+        }
         let manifest = plan.finish()?;
         tracing::info!(split = %split, table = %out_dir.display(), encoded = todo, "token table complete");
         summaries.push(SplitSummary {
@@ -179,7 +227,11 @@ pub fn encode_latents(
             parts: manifest.parts.len(),
             bytes: manifest.parts.iter().map(|p| p.bytes).sum(),
             seconds: started.elapsed().as_secs_f64(),
+            parts_pending: 0,
         });
+    }
+    if summaries.iter().any(|s| s.parts_pending > 0) {
+        return Ok(summaries);
     }
     videogpt_pipeline::card::write_table_card(&table)?;
     if let Some(dataset_dir) = tokens_root.parent() {

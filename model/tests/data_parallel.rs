@@ -194,16 +194,32 @@ fn two_ranks_with_half_the_batch_train_as_one_process_with_all_of_it() {
 
     // The prior, from the one-process VQ-VAE's tokens, with dropout: masks
     // follow each value's place in the global batch.
-    vgpt(
-        cwd,
-        None,
-        &[
+    let encode = |ranks: Option<usize>, root: &str| {
+        let args = [
             "encode-latents",
             "moving-mnist",
             "runs/VQ-VAE-one",
             "--root",
-            "root",
-        ],
+            root,
+            "--rows-per-part",
+            "8",
+        ];
+        vgpt(cwd, ranks, &args);
+    };
+    encode(None, "root");
+    // Encoding as two MPI ranks (a task each) writes the same table bytes.
+    let status = Command::new("cp")
+        .args(["-r", "root", "root-ranks"])
+        .current_dir(cwd)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(cwd.join("root-ranks/moving-mnist/tokens")).unwrap();
+    encode(Some(2), "root-ranks");
+    let tables = |root: &str| common::tree_files(&cwd.join(root).join("moving-mnist/tokens"));
+    assert!(
+        tables("root") == tables("root-ranks"),
+        "2 ranks encoded other bytes"
     );
     same_as_one_process(cwd, "prior", prior_args, prior_parameters);
 }

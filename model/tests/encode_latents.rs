@@ -14,6 +14,7 @@ use videogpt_model::train::{RunMode, TrainOptions, train_vqvae};
 use videogpt_model::vqvae::VqVaeConfig;
 use videogpt_pipeline::shards::ClipShards;
 use videogpt_pipeline::shards::format::sha256_file;
+use videogpt_pipeline::tasks::TaskSlice;
 use videogpt_pipeline::tokens::{TokenExpectation, TokenTable};
 
 #[test]
@@ -87,4 +88,73 @@ fn tables_hold_the_encoders_codes_exactly_and_reruns_do_nothing() {
     encode_latents(&earlier, &clips, &tokens_root, &EncodeOptions { splits: vec!["test".into()], ..encode.clone() }).unwrap();
     let other = TokenTable::open_split(&tokens_root.join("vqvae-mm-step-00000002"), "test").unwrap();
     assert_ne!(other.meta().checkpoint_sha256, TokenTable::open_split(&tokens_root.join(&name), "test").unwrap().meta().checkpoint_sha256);
+}
+
+/// `--task I --tasks N`: each task encodes its parts, the last to finish (or
+/// a merge) writes the manifests, and the table is byte for byte the one a
+/// single process writes.
+#[test]
+fn tasks_encode_their_parts_and_merge_into_the_single_process_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clips = common::prepare_moving_mnist(dir.path(), 20, 6, 8);
+    let run = dir.path().join("runs/vqvae-mm");
+    let options = TrainOptions {
+        batch_size: 4,
+        steps: 2,
+        backend: BackendKind::Flex,
+        ..TrainOptions::new(clips.join("train"), "tiny")
+    };
+    train_vqvae(
+        &run,
+        VqVaeConfig::preset("tiny").unwrap(),
+        options,
+        RunMode::Fresh,
+        false,
+    )
+    .unwrap();
+    let encode = EncodeOptions {
+        batch_size: 3,
+        rows_per_part: 4,
+        progress: false,
+        ..EncodeOptions::default()
+    };
+    // The same dataset folder name: the cards name it.
+    let (one, two) = (
+        dir.path().join("one/mm/tokens"),
+        dir.path().join("two/mm/tokens"),
+    );
+    encode_latents(&run, &clips, &one, &encode).unwrap();
+    let task = |index: usize, merge: bool| EncodeOptions {
+        task: TaskSlice { index, count: 2 },
+        merge,
+        ..encode.clone()
+    };
+    let first = encode_latents(&run, &clips, &two, &task(1, false)).unwrap();
+    // Train has 5 parts (task 1 owns 2), test 2 (task 1 owns 1).
+    assert_eq!(
+        first
+            .iter()
+            .map(|s| (s.encoded, s.parts_pending))
+            .collect::<Vec<_>>(),
+        vec![(8, 3), (2, 1)]
+    );
+    let early = encode_latents(&run, &clips, &two, &task(0, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        early.contains("3 of 5 parts are not encoded yet (part-00000.parquet"),
+        "{early}"
+    );
+    let last = encode_latents(&run, &clips, &two, &task(0, false)).unwrap();
+    assert!(last.iter().all(|s| s.parts_pending == 0));
+    let (a, b) = (common::tree_files(&one), common::tree_files(&two));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name} differs");
+    }
+    encode_latents(&run, &clips, &two, &task(0, true)).unwrap();
+    assert!(
+        common::tree_files(&one) == common::tree_files(&two),
+        "a merge changed the tables"
+    );
 }

@@ -23,6 +23,7 @@ pub mod rng;
 pub mod shards;
 pub mod shuffle;
 pub mod sources;
+pub mod tasks;
 pub mod testing;
 pub mod tokens;
 pub mod video;

@@ -9,6 +9,12 @@
 //! every committed shard of the same plan fingerprint, so `prepare` is
 //! resumable after a crash or `kill -9`. The split is finished by writing
 //! clips.parquet and, last, index.json.
+//!
+//! Split over tasks (a job array, MPI ranks: [`TaskSlice`]), task `I` of `N`
+//! builds shards `I, I + N, ...`; whichever task finds every shard
+//! committed when it is done writes the tables (or `--merge` does, later).
+//! The tables come from the sidecars alone, so they are the bytes one
+//! process would write.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +38,7 @@ use crate::shards::{
     write_clips_table,
 };
 use crate::sources::{ClipSource, FrameSpec};
+use crate::tasks::TaskSlice;
 
 #[derive(Debug, Clone)]
 pub struct PrepareConfig {
@@ -42,6 +49,11 @@ pub struct PrepareConfig {
     /// Replace an existing split prepared with other settings.
     pub overwrite: bool,
     pub progress: bool,
+    /// This process's share of the shards.
+    pub task: TaskSlice,
+    /// Build nothing: write the tables from the shards the tasks committed
+    /// (an error naming the missing ones if any are).
+    pub merge: bool,
 }
 
 impl Default for PrepareConfig {
@@ -53,6 +65,8 @@ impl Default for PrepareConfig {
             zstd_level: 3,
             overwrite: false,
             progress: true,
+            task: TaskSlice::WHOLE,
+            merge: false,
         }
     }
 }
@@ -70,6 +84,10 @@ pub struct PrepareSummary {
     pub compressed_bytes: u64,
     pub rejects: Vec<Reject>,
     pub elapsed: Duration,
+    /// Shards of other tasks not committed yet: the tables are written once
+    /// there are none (then the counts above are the split's; before, this
+    /// task's).
+    pub shards_pending: usize,
 }
 
 impl PrepareSummary {
@@ -129,10 +147,16 @@ pub fn prepare_split(
     let fingerprint = plan_fingerprint(source, &preprocessing, config);
     std::fs::create_dir_all(split_dir).at(split_dir)?;
     remove_stale_temps(split_dir).at(split_dir)?;
-    guard_existing_split(split_dir, &fingerprint, config.overwrite)?;
+    let shared = config.task.is_split() || config.merge;
+    guard_existing_split(split_dir, &fingerprint, config.overwrite, shared)?;
 
     let num_shards = videos.len().div_ceil(config.videos_per_shard);
-    let bar = crate::progress::bar(videos.len() as u64, "videos", config.progress);
+    let ours: Vec<usize> = (0..num_shards).filter(|&k| !config.merge && config.task.owns(k)).collect();
+    let our_videos: usize = ours
+        .iter()
+        .map(|&k| ((k + 1) * config.videos_per_shard).min(videos.len()) - k * config.videos_per_shard)
+        .sum();
+    let bar = crate::progress::bar(our_videos as u64, "videos", config.progress);
     let clips_done = AtomicU64::new(0);
     let ctx = ShardContext {
         source,
@@ -144,11 +168,48 @@ pub fn prepare_split(
         clips_done: &clips_done,
         started,
     };
-    let outcomes: Vec<(ShardSidecar, bool)> = (0..num_shards)
-        .into_par_iter()
-        .map(|k| ctx.finished_or_build(k))
+    let built: Vec<(ShardSidecar, bool)> = ours
+        .par_iter()
+        .map(|&k| ctx.finished_or_build(k))
         .collect::<Result<_>>()?;
     bar.finish_and_clear();
+    // Every shard in order: this task's, then those other tasks committed.
+    let mut built = built.into_iter();
+    let outcomes: Vec<Option<(ShardSidecar, bool)>> = (0..num_shards)
+        .map(|k| match ours.binary_search(&k) {
+            Ok(_) => built.next(),
+            Err(_) => ctx.committed(k).map(|sidecar| (sidecar, false)),
+        })
+        .collect();
+    let missing: Vec<usize> = (0..num_shards).filter(|&k| outcomes[k].is_none()).collect();
+    if !missing.is_empty() {
+        if config.merge {
+            return Err(PipelineError::format(
+                split_dir,
+                format!(
+                    "{} of {num_shards} shards are not prepared yet ({}); run the prepare tasks that own them first",
+                    missing.len(),
+                    list_shards(&missing)
+                ),
+            ));
+        }
+        let mine: Vec<&(ShardSidecar, bool)> = outcomes.iter().flatten().collect();
+        return Ok(PrepareSummary {
+            dataset: source.dataset().into(),
+            split: source.split().into(),
+            dir: split_dir.to_owned(),
+            num_videos: our_videos,
+            num_clips: mine.iter().map(|(s, _)| s.entry.clips as u64).sum(),
+            shards_written: mine.iter().filter(|(_, built)| *built).count(),
+            shards_skipped: mine.iter().filter(|(_, built)| !*built).count(),
+            raw_bytes: mine.iter().map(|(s, _)| s.entry.raw_bytes).sum(),
+            compressed_bytes: mine.iter().map(|(s, _)| s.entry.bytes).sum(),
+            rejects: mine.iter().flat_map(|(s, _)| s.rejects.iter().cloned()).collect(),
+            elapsed: started.elapsed(),
+            shards_pending: missing.len(),
+        });
+    }
+    let outcomes: Vec<(ShardSidecar, bool)> = outcomes.into_iter().flatten().collect();
 
     // Finalise: global clip ids, clips.parquet, then index.json.
     let mut records = Vec::new();
@@ -206,7 +267,17 @@ pub fn prepare_split(
         compressed_bytes: index.shards.iter().map(|s| s.bytes).sum(),
         rejects,
         elapsed: started.elapsed(),
+        shards_pending: 0,
     })
+}
+
+/// `3, 5, 7` (the first ten, then how many more).
+fn list_shards(shards: &[usize]) -> String {
+    let mut text: Vec<String> = shards.iter().take(10).map(|k| shard_file_name(*k)).collect();
+    if shards.len() > 10 {
+        text.push(format!("and {} more", shards.len() - 10));
+    }
+    text.join(", ")
 }
 
 /// Name of the per-split rejects table: one line per rejected input.
@@ -256,8 +327,10 @@ fn plan_fingerprint(
 }
 
 /// Refuses to mix shards of different plans in one folder unless asked to
-/// overwrite; with `overwrite`, removes the old split's files first.
-fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Result<()> {
+/// overwrite; with `overwrite`, removes the old split's files first. When
+/// other tasks may be writing the same folder (`shared`), only the files of
+/// the old plan go: its sidecars with their shards, and the tables.
+fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool, shared: bool) -> Result<()> {
     // The files `prepare` owns in a split folder.
     let mut ours = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
@@ -292,8 +365,22 @@ fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool) -> Resul
             ),
         ));
     }
-    for (path, _) in &ours {
-        std::fs::remove_file(path).at(path)?;
+    let is_stale = |path: &Path| !std::fs::read_to_string(path).is_ok_and(|t| t.contains(fingerprint));
+    for (path, name) in &ours {
+        let remove = match name.strip_suffix(".meta.json") {
+            _ if !shared => true,
+            Some(_) => is_stale(path),
+            // A shard goes with its stale sidecar; one without a sidecar
+            // may be another task's, being committed.
+            None if name.ends_with(".clips") => {
+                let sidecar = dir.join(name.replace(".clips", ".meta.json"));
+                sidecar.is_file() && is_stale(&sidecar)
+            }
+            None => true,
+        };
+        if remove && path.exists() {
+            std::fs::remove_file(path).at(path)?;
+        }
     }
     Ok(())
 }
@@ -329,18 +416,23 @@ impl ShardContext<'_> {
     /// The committed shard `k` if a previous run of the same plan finished
     /// it, else builds it. The bool says whether it was built now.
     fn finished_or_build(&self, k: usize) -> Result<(ShardSidecar, bool)> {
-        let meta = sidecar_path(self.split_dir, k);
-        if let Ok(text) = std::fs::read_to_string(&meta)
-            && let Ok(sidecar) = serde_json::from_str::<ShardSidecar>(&text)
-            && sidecar.plan_fingerprint == self.fingerprint
-            && sidecar.entry.file == shard_file_name(k)
-            && std::fs::metadata(self.split_dir.join(&sidecar.entry.file))
-                .is_ok_and(|m| m.len() == sidecar.entry.bytes)
-        {
+        if let Some(sidecar) = self.committed(k) {
             self.advance(self.video_range(k).len() as u64, sidecar.entry.clips as u64);
             return Ok((sidecar, false));
         }
         Ok((self.build(k)?, true))
+    }
+
+    /// Shard `k`'s sidecar if a run of this plan committed it (and its shard
+    /// file has the committed size).
+    fn committed(&self, k: usize) -> Option<ShardSidecar> {
+        let meta = sidecar_path(self.split_dir, k);
+        let text = std::fs::read_to_string(&meta).ok()?;
+        let sidecar = serde_json::from_str::<ShardSidecar>(&text).ok()?;
+        let whole = sidecar.plan_fingerprint == self.fingerprint
+            && sidecar.entry.file == shard_file_name(k)
+            && std::fs::metadata(self.split_dir.join(&sidecar.entry.file)).is_ok_and(|m| m.len() == sidecar.entry.bytes);
+        whole.then_some(sidecar)
     }
 
     fn build(&self, k: usize) -> Result<ShardSidecar> {

@@ -134,3 +134,22 @@ pub fn ffmpeg_filter_for(path: &Path, resolution: u32) -> std::io::Result<String
     Ok(crate::video::CropGeometry::new(w, h, resolution)
         .ffmpeg_filter(crate::video::ResizeFilter::Bilinear))
 }
+
+/// Every file under `dir`, by its path below `dir`, with its bytes (to
+/// compare two outputs byte for byte).
+pub fn tree_files(dir: &Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+                out.insert(name, std::fs::read(&path)?);
+            }
+        }
+    }
+    Ok(out)
+}

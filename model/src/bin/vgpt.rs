@@ -365,6 +365,8 @@ enum Command {
         /// No progress: neither the bar on a terminal nor the periodic lines in a log.
         #[arg(long)]
         no_progress: bool,
+        #[command(flatten)]
+        tasks: videogpt_pipeline::tasks::TaskArgs,
     },
 }
 
@@ -432,9 +434,13 @@ fn lead() -> bool {
 fn run(cli: Cli) -> Result<ExitCode> {
     videogpt_pipeline::progress::set_log_every(cli.progress_every);
     let ranks = videogpt_model::distributed::world().size();
-    if ranks > 1 && !matches!(cli.command, Command::TrainVqvae { .. } | Command::TrainPrior { .. }) {
+    let shared = matches!(
+        cli.command,
+        Command::TrainVqvae { .. } | Command::TrainPrior { .. } | Command::EncodeLatents { .. }
+    );
+    if ranks > 1 && !shared {
         anyhow::bail!(
-            "started as {ranks} ranks, but only train-vqvae and train-prior run data-parallel; run this command as one process (without mpirun/srun)"
+            "started as {ranks} ranks, but only train-vqvae and train-prior (data-parallel) and encode-latents (a task per rank) share work; run this command as one process (without mpirun/srun)"
         );
     }
     match cli.command {
@@ -722,6 +728,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             overwrite,
             context_frames,
             no_progress,
+            tasks,
         } => {
             apply_precision(Some(precision), None);
             let (dataset, dataset_dir) = prepared_dataset(&root, &dataset)?;
@@ -741,6 +748,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 overwrite,
                 context_frames,
                 progress: !no_progress,
+                task: tasks.slice()?,
+                merge: tasks.merge,
             };
             let started = std::time::Instant::now();
             let summaries = encode_latents(
@@ -750,6 +759,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &options,
             )?;
             for s in &summaries {
+                if s.parts_pending > 0 {
+                    println!(
+                        "{}: this task's parts written ({} clips now); {} of {} parts to come from other tasks (the last to finish, or --merge, writes the manifest)",
+                        s.split, s.encoded, s.parts_pending, s.parts
+                    );
+                    continue;
+                }
                 println!(
                     "{}: {} clips ({} encoded now) in {} parts, {:.2} MB, {:.1} s -> {}",
                     s.split,

@@ -219,6 +219,8 @@ struct CommonArgs {
     /// No progress: neither the bar on a terminal nor the periodic lines in a log.
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    tasks: videogpt_pipeline::tasks::TaskArgs,
 }
 
 #[derive(Args)]
@@ -254,8 +256,8 @@ impl CommonArgs {
     /// Decoded video (UCF-101, TGIF, ViZDoom) defaults to zstd level 1: it
     /// compresses within 2% of level 3 (`just bench`) and keeps prepare at the
     /// decoder's speed.
-    fn config(&self, default_videos_per_shard: usize, default_zstd_level: i32) -> PrepareConfig {
-        PrepareConfig {
+    fn config(&self, default_videos_per_shard: usize, default_zstd_level: i32) -> Result<PrepareConfig> {
+        Ok(PrepareConfig {
             sampling: ClipSampling {
                 seq_len: self.seq_len,
                 frame_stride: self.frame_stride,
@@ -266,7 +268,9 @@ impl CommonArgs {
             zstd_level: self.zstd_level.unwrap_or(default_zstd_level),
             overwrite: self.overwrite,
             progress: !self.no_progress,
-        }
+            task: self.tasks.slice()?,
+            merge: self.tasks.merge,
+        })
     }
 
     fn split_dir(&self, dataset: &str, split: &str) -> PathBuf {
@@ -310,7 +314,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Dataset::Vizdoom(a) => prepare_vizdoom(a)?,
             };
             // The dataset card lists every prepared split and token table.
-            if let Some(dataset_dir) = summaries.first().and_then(|s| s.dir.parent()).and_then(Path::parent) {
+            let complete = summaries.iter().all(|s| s.shards_pending == 0);
+            if let Some(dataset_dir) = summaries.first().and_then(|s| s.dir.parent()).and_then(Path::parent).filter(|_| complete) {
                 videogpt_pipeline::card::write_dataset_card(dataset_dir)?;
             }
             report(&summaries)
@@ -387,7 +392,7 @@ fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
         .clone()
         .unwrap_or_else(|| a.common.root.join("moving-mnist/raw"));
     let raw = moving_mnist::discover(&raw_dir)?;
-    let config = a.common.config(1000, 3);
+    let config = a.common.config(1000, 3)?;
     let span = config.sampling.span();
     if !matches!(raw, MnistRaw::Npy(_)) && a.frames < span {
         bail!(
@@ -435,7 +440,7 @@ fn prepare_bair(a: &BairArgs) -> Result<Vec<PrepareSummary>> {
         .raw
         .clone()
         .unwrap_or_else(|| a.common.root.join("bair/raw"));
-    let config = a.common.config(256, 3);
+    let config = a.common.config(256, 3)?;
     let mut out = Vec::new();
     for split in &a.common.splits {
         let source = Bair::open(&bair::find_split_dir(&raw, split)?, split)?;
@@ -452,7 +457,7 @@ fn prepare_ucf101(a: &Ucf101Args) -> Result<Vec<PrepareSummary>> {
     let raw = a.raw.clone().unwrap_or_else(|| a.common.root.join("ucf101/raw"));
     let layout = ucf101::discover(&raw)?;
     let options = a.video.options()?;
-    let config = a.common.config(64, 1);
+    let config = a.common.config(64, 1)?;
     let mut out = Vec::new();
     for split in &a.common.splits {
         let source = ucf101::open(&layout, split, a.split_number, options.clone())?;
@@ -466,7 +471,7 @@ fn prepare_ucf101(a: &Ucf101Args) -> Result<Vec<PrepareSummary>> {
 fn prepare_tgif(a: &TgifArgs) -> Result<Vec<PrepareSummary>> {
     let raw = a.raw.clone().unwrap_or_else(|| a.common.root.join("tgif/raw"));
     let options = a.video.options()?;
-    let config = a.common.config(256, 1);
+    let config = a.common.config(256, 1)?;
     let mut out = Vec::new();
     for split in &a.common.splits {
         let source = tgif::open(&raw, split, a.test_percent, options.clone())?;
@@ -489,7 +494,7 @@ fn prepare_vizdoom(a: &VizdoomArgs) -> Result<Vec<PrepareSummary>> {
         fps: None,
     }
     .options()?;
-    let config = a.common.config(32, 1);
+    let config = a.common.config(32, 1)?;
     let mut out = Vec::new();
     for split in &a.common.splits {
         let source = vizdoom::open(&raw, split, a.test_percent, options.clone())?;
@@ -545,6 +550,14 @@ fn report(summaries: &[PrepareSummary]) -> Result<ExitCode> {
         rejects += s.rejects.len();
     }
     for s in summaries {
+        if s.shards_pending > 0 {
+            println!(
+                "wrote this task's shards of {}; {} shards of other tasks to come (the last task to finish, or --merge, writes the tables)",
+                s.dir.display(),
+                s.shards_pending
+            );
+            continue;
+        }
         println!("wrote {}", s.dir.display());
         for r in &s.rejects {
             eprintln!("{}", videogpt_pipeline::cli::short_line(&format!("rejected: {r}")));
