@@ -108,6 +108,7 @@ bench:
     {{cargo}} bench --workspace {{features}} --bench vqvae
     {{cargo}} bench --workspace {{features}} --bench prior
     {{cargo}} bench --workspace {{features}} --bench fvd
+    {{cargo}} bench --workspace {{features}} --bench data_parallel
 
 # Our train step against the official code's (a clone of wilson1yan/VideoGPT; needs `./setup.sh --torch-reference`), alternated, to target/bench/reference.json: `just bench-reference ~/VideoGPT [reference-64|reference-240|prior] [rounds, 6] [--bf16: also autocast(bfloat16) against --precision bf16]`.
 bench-reference clone *args:

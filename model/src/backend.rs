@@ -36,13 +36,25 @@ impl BackendKind {
     pub fn device(self) -> Device {
         match self {
             BackendKind::Flex => Device::flex(),
-            BackendKind::Wgpu => Device::wgpu(DeviceKind::DefaultDevice),
+            BackendKind::Wgpu => Device::wgpu(gpu_of_this_rank()),
         }
     }
 
     /// The device with autodiff (training).
     pub fn training_device(self) -> Device {
         self.device().autodiff()
+    }
+}
+
+/// The GPU of this process: with several ranks on a node, rank `i` on it
+/// takes discrete GPU `i` (one rank per device); else wgpu's default
+/// device. `CUBECL_WGPU_DEFAULT_DEVICE` (e.g. `DiscreteGpu(3)`, `Cpu`)
+/// overrides both.
+fn gpu_of_this_rank() -> DeviceKind {
+    let shared_node = videogpt_pipeline::tasks::launched().filter(|l| l.local_size.unwrap_or(1) > 1);
+    match shared_node.and_then(|l| l.local_rank) {
+        Some(local) if std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_none() => DeviceKind::DiscreteGpu(local),
+        _ => DeviceKind::DefaultDevice,
     }
 }
 
@@ -75,4 +87,23 @@ pub fn with_seed<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
     let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     device.seed(seed);
     f()
+}
+
+/// `init()` (a model's construction) with `device`'s generator seeded by
+/// `seed`, every parameter drawn before the seed's lock is released. burn
+/// draws a parameter's initial values lazily, on its first use, so without
+/// this they would come from whatever the generator holds at that moment
+/// (a training step's dropout seed).
+pub fn init_with_seed<M: burn::module::Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -> M {
+    struct Draw;
+    impl burn::module::ModuleVisitor for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::tensor::Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    with_seed(device, seed, || {
+        let module = init();
+        module.visit(&mut Draw);
+        module
+    })
 }

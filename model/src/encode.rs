@@ -160,7 +160,8 @@ pub fn encode_latents(
             context_frames: options.context_frames,
         };
         let out_dir = videogpt_pipeline::tokens::layout::data_dir(&table, &split);
-        let plan = TablePlan::new(&split_dir, &out_dir, meta, options.rows_per_part, options.overwrite)?;
+        let shared = options.task.is_split() || options.merge;
+        let plan = TablePlan::for_task(&split_dir, &out_dir, meta, options.rows_per_part, options.overwrite, shared)?;
         let pending: Vec<_> = plan
             .pending()
             .into_iter()

@@ -30,7 +30,7 @@ use videogpt_pipeline::shards::index::INDEX_FILE;
 use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data::{self, Batch, Loader};
-use crate::distributed::gradients::{average_gradients, check_ranks_agree};
+use crate::distributed::gradients::{Compared, average_gradients, check_ranks_agree};
 use crate::distributed::{Collective, local_batch, mean_over_ranks};
 use crate::error::{IoContext, ModelError, Result};
 use crate::ops::HostAdam;
@@ -91,7 +91,9 @@ impl Trainer {
     /// A fresh model for `config` on the training device.
     pub fn new(config: VqVaeRunConfig) -> Self {
         let device = config.train.backend.training_device();
-        let model = crate::backend::with_seed(&device, config.train.seed, || config.model.init(&device));
+        let model = crate::backend::init_with_seed(&device, config.train.seed, || config.model.init(&device));
+        // The same start on every rank, whatever the device's generator does.
+        let model = crate::distributed::gradients::from_rank_zero(crate::distributed::world(), model);
         Self {
             model: Some(model),
             optimizer: HostAdam::module_optimizer(),
@@ -162,7 +164,7 @@ impl Trainer {
         let variance = self.config.data_variance.max(1e-8);
         let loss = mse.clone().div_scalar(variance) + out.commitment_loss.clone();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (grads, reduced) = average_gradients(self.ranks, &model, grads);
+        let (grads, reduced) = average_gradients(self.ranks, &model, grads, None);
         let mut model = self
             .optimizer
             .step(self.learning_rate(step), model, grads);
@@ -200,9 +202,17 @@ impl Trainer {
         }
     }
 
-    /// Fails, naming the step, unless every rank holds the same parameters.
+    /// Fails, naming the step, unless every rank holds the same parameters
+    /// and codebook. On the CPU batch norm's running statistics too; other
+    /// devices normalise each rank's batch with its own statistics (burn's
+    /// `BatchNorm`, as the reference under DDP), so theirs differ.
     pub fn check_ranks_agree(&self) -> Result<()> {
-        check_ranks_agree(self.ranks, self.model(), self.state.step)
+        let (model, step) = (self.model(), self.state.step);
+        if self.config.train.backend == BackendKind::Flex {
+            return check_ranks_agree(self.ranks, model, Compared::All, step);
+        }
+        check_ranks_agree(self.ranks, model, Compared::Trainable, step)?;
+        check_ranks_agree(self.ranks, &model.codebook, Compared::All, step)
     }
 
     /// Reconstructions of `batch` by the current model in inference mode,

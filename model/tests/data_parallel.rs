@@ -301,3 +301,103 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes_on_another_rank_count() {
     let expected: Vec<f64> = (1..=14).map(f64::from).collect();
     assert_eq!(steps, expected, "metrics.jsonl holds each step once");
 }
+
+/// docs/slurm/train.sbatch through a real `sbatch` on a private one-node
+/// Slurm cluster: `srun --mpi=pmix` starts 2 ranks, which train as one
+/// process with the whole batch does.
+#[test]
+fn the_training_sbatch_script_runs_two_ranks_through_srun() {
+    use videogpt_pipeline::testing::slurm::{LocalCluster, runs_as_root};
+    if !runs_as_root() {
+        eprintln!("skipped: a private Slurm cluster's slurmd must run as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    common::prepare_moving_mnist(&dir.path().join("root"), 32, 4, 8);
+    let cwd = dir.path();
+    let cluster = LocalCluster::start(&cwd.join("cluster")).unwrap();
+    vgpt(cwd, None, &vqvae_args("runs/one", "4"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/slurm/train.sbatch");
+    let bin = Path::new(env!("CARGO_BIN_EXE_vgpt"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = cluster
+        .command("sbatch")
+        .args([
+            "--wait",
+            "--nodes=1",
+            "--ntasks-per-node=2",
+            "--cpus-per-task=1",
+            "--output=train-%j.out",
+        ])
+        .arg(format!("--chdir={}", cwd.display()))
+        .arg(&script)
+        .args(vqvae_args("runs/slurm", "4"))
+        .env("VGPT_BIN", &bin)
+        .env("VIDEOGPT_CPU_PATH", "f32")
+        .output()
+        .unwrap();
+    let log: String = std::fs::read_dir(cwd)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("train-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        out.status.success(),
+        "sbatch: {}{}\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("ranks=2"), "not 2 ranks: {log}");
+    let same = relative_difference(
+        &vqvae_parameters(&cwd.join("runs/one")),
+        &vqvae_parameters(&cwd.join("runs/slurm")),
+    );
+    assert!(
+        same < SAME_RUN,
+        "2 ranks under srun end {same:.2e} away from 1 process"
+    );
+    drop(cluster);
+}
+
+/// On a GPU backend (wgpu; lavapipe here) kernels need not give the same
+/// bits twice, so ranks start from rank 0's initial model and clip the
+/// averaged gradient on the host: the ranks still agree (checked at the
+/// step's checkpoint).
+#[test]
+fn ranks_agree_on_the_wgpu_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    common::prepare_moving_mnist(&dir.path().join("root"), 8, 4, 8);
+    let cwd = dir.path();
+    let gpu = |args: Vec<String>| {
+        let mut command = vgpt_command(cwd, Some(2), &args);
+        // lavapipe is a CPU device, not a discrete GPU per rank.
+        command.env("CUBECL_WGPU_DEFAULT_DEVICE", "Cpu");
+        let out = command.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {log}");
+    };
+    let words =
+        "train-vqvae moving-mnist tiny --root root --steps 1 --checkpoint-every 1 --backend wgpu";
+    gpu(train_args(words, "runs/gpu", "2"));
+    vgpt(
+        cwd,
+        None,
+        &[
+            "encode-latents",
+            "moving-mnist",
+            "runs/gpu",
+            "--root",
+            "root",
+        ],
+    );
+    let words = "train-prior moving-mnist tiny --root root --steps 1 --checkpoint-every 1 --eval-every 100 --backend wgpu";
+    gpu(train_args(words, "runs/gpu-prior", "2"));
+}

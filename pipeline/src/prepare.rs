@@ -146,8 +146,12 @@ pub fn prepare_split(
     let videos = source.videos();
     let fingerprint = plan_fingerprint(source, &preprocessing, config);
     std::fs::create_dir_all(split_dir).at(split_dir)?;
-    remove_stale_temps(split_dir).at(split_dir)?;
+    // Other tasks may be writing this folder now: their temporary files are
+    // not stale.
     let shared = config.task.is_split() || config.merge;
+    if !shared {
+        remove_stale_temps(split_dir).at(split_dir)?;
+    }
     guard_existing_split(split_dir, &fingerprint, config.overwrite, shared)?;
 
     let num_shards = videos.len().div_ceil(config.videos_per_shard);

@@ -18,6 +18,8 @@ pub struct Launched {
     pub size: usize,
     /// Ranks on this node, where the launcher says.
     pub local_size: Option<usize>,
+    /// This rank's place among them.
+    pub local_rank: Option<usize>,
     /// The variables they came from, for messages.
     pub source: &'static str,
 }
@@ -30,27 +32,43 @@ pub fn launched() -> Option<Launched> {
 /// [`launched`] reading variables through `var`.
 pub fn launched_from(var: impl Fn(&str) -> Option<String>) -> Option<Launched> {
     let number = |name: &str| var(name).and_then(|v| v.trim().parse::<usize>().ok());
-    let candidates: [(&str, &str, &str, &'static str); 3] = [
+    // (rank, size, ranks on the node, rank on the node, what to call them)
+    let candidates: [(&str, &str, &str, &str, &'static str); 3] = [
         (
             "OMPI_COMM_WORLD_RANK",
             "OMPI_COMM_WORLD_SIZE",
             "OMPI_COMM_WORLD_LOCAL_SIZE",
+            "OMPI_COMM_WORLD_LOCAL_RANK",
             "OMPI_COMM_WORLD_*",
         ),
-        ("PMIX_RANK", "PMIX_SIZE", "PMIX_LOCAL_SIZE", "PMIX_*"),
-        ("PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS", "PMI_*"),
+        (
+            "PMIX_RANK",
+            "PMIX_SIZE",
+            "PMIX_LOCAL_SIZE",
+            "PMIX_LOCAL_RANK",
+            "PMIX_*",
+        ),
+        (
+            "PMI_RANK",
+            "PMI_SIZE",
+            "MPI_LOCALNRANKS",
+            "MPI_LOCALRANKID",
+            "PMI_*",
+        ),
     ];
-    for (rank, size, local, source) in candidates {
+    for (rank, size, local, local_rank, source) in candidates {
         if let Some(r) = number(rank) {
             // PMIx does not always export a size; MPI itself will know.
             let size = number(size)
                 .or_else(|| number("SLURM_NTASKS"))
                 .unwrap_or(r + 1);
             let local_size = number(local).or_else(|| number("SLURM_NTASKS_PER_NODE"));
+            let local_rank = number(local_rank).or_else(|| number("SLURM_LOCALID"));
             return Some(Launched {
                 rank: r,
                 size,
                 local_size,
+                local_rank,
                 source,
             });
         }

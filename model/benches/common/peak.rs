@@ -34,7 +34,10 @@ fn rate(cores: usize, flops_per_thread: f64, work: fn()) -> f64 {
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).fold(0.0, f64::max)
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold(0.0, f64::max)
     });
     cores as f64 * flops_per_thread / seconds / 1e9
 }

@@ -400,6 +400,13 @@ fn default_prior_preset(dataset: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // Ranks other than 0 log warnings and errors only, unless RUST_LOG says
+    // otherwise: rank 0 speaks for the job.
+    let quiet_rank = videogpt_pipeline::tasks::launched().is_some_and(|l| l.rank != 0);
+    if quiet_rank && std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY: no other thread exists yet to read the environment.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
     videogpt_model::backend::keep_default_device_on_cpu();
     videogpt_model::ops::tune_allocator();
     videogpt_pipeline::cli::main_with(|| {

@@ -5,11 +5,14 @@
 //! (the same on every rank), summed over the ranks in buckets of
 //! [`BUCKET`] values, divided by the rank count and put back: each rank then
 //! steps its optimiser with the gradient of the global batch's mean loss,
-//! as one process with the whole batch would.
+//! as one process with the whole batch would. Gradient clipping, where the
+//! optimiser has it, happens here on the averaged host values: a GPU's sum
+//! of squares need not give the same bits twice, and every rank must clip
+//! alike.
 
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -80,11 +83,14 @@ impl ModuleVisitor for Scatter<'_> {
     }
 }
 
-/// `grads` averaged over the ranks (unchanged with one rank).
+/// `grads` averaged over the ranks (unchanged with one rank), each
+/// parameter's gradient then scaled to an L2 norm of at most `clip_norm`
+/// (burn's `GradientClippingConfig::Norm`, per tensor) where given.
 pub fn average_gradients<M: Module>(
     world: &dyn Collective,
     module: &M,
     mut grads: GradientsParams,
+    clip_norm: Option<f32>,
 ) -> (GradientsParams, AllReduceStats) {
     if world.size() == 1 {
         return (grads, AllReduceStats::default());
@@ -104,6 +110,14 @@ pub fn average_gradients<M: Module>(
     for v in &mut flat {
         *v *= scale;
     }
+    if let Some(threshold) = clip_norm {
+        let mut rest = flat.as_mut_slice();
+        for entry in &entries {
+            let (values, tail) = rest.split_at_mut(entry.dims.iter().product());
+            clip_by_norm(values, threshold);
+            rest = tail;
+        }
+    }
     module.visit(&mut Scatter {
         grads: &mut grads,
         flat: &flat,
@@ -116,26 +130,93 @@ pub fn average_gradients<M: Module>(
     (grads, stats)
 }
 
-/// Every float parameter's values, in visit order.
-struct Values(Vec<f32>);
+/// Replaces every float parameter and buffer with rank 0's.
+struct FromRankZero<'a>(&'a dyn Collective);
 
-impl ModuleVisitor for Values {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.extend(crate::data::float_values(param.val()));
+impl ModuleMapper for FromRankZero<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let tracked = param.is_require_grad();
+        param.map(|tensor| {
+            let (dims, device) = (tensor.dims(), tensor.device());
+            let mut values = crate::data::float_values(tensor.detach());
+            self.0.broadcast_f32(&mut values);
+            let tensor = Tensor::<D>::from_data(TensorData::new(values, dims), &device);
+            if tracked {
+                tensor.require_grad()
+            } else {
+                tensor
+            }
+        })
     }
 }
 
-/// Every float parameter of `module`, concatenated in visit order (the same
-/// order on every rank and in every checkpoint of the model).
-pub fn parameter_values<M: Module>(module: &M) -> Vec<f32> {
-    let mut values = Values(Vec::new());
-    module.visit(&mut values);
-    values.0
+/// `module` with rank 0's parameters and buffers on every rank (unchanged
+/// alone): every rank starts from the same model even where initialisation
+/// is not bit-reproducible (a GPU's random generator).
+pub fn from_rank_zero<M: Module>(world: &dyn Collective, module: M) -> M {
+    if world.size() == 1 {
+        return module;
+    }
+    module.map(&mut FromRankZero(world))
 }
 
-/// FNV-1a over the bits of every float parameter.
-pub fn parameter_checksum<M: Module>(module: &M) -> u64 {
-    parameter_values(module)
+/// burn's per-tensor clipping: `values * min(1, threshold / (|values| +
+/// f32::MIN_POSITIVE))`, the norm summed in f64.
+fn clip_by_norm(values: &mut [f32], threshold: f32) {
+    let norm = values
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt() as f32;
+    let coefficient = (threshold / (norm + f32::MIN_POSITIVE)).min(1.0);
+    if coefficient < 1.0 {
+        values.iter_mut().for_each(|v| *v *= coefficient);
+    }
+}
+
+/// Every float parameter's values (the trainable ones only, or also the
+/// buffers), in visit order.
+struct Values {
+    values: Vec<f32>,
+    buffers: bool,
+}
+
+impl ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.buffers || param.is_require_grad() {
+            self.values.extend(crate::data::float_values(param.val()));
+        }
+    }
+}
+
+/// Which values [`check_ranks_agree`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compared {
+    /// Parameters and buffers (running statistics, the EMA codebook).
+    All,
+    /// The trainable parameters only.
+    Trainable,
+}
+
+fn values_of<M: Module>(module: &M, compared: Compared) -> Vec<f32> {
+    let mut values = Values {
+        values: Vec::new(),
+        buffers: compared == Compared::All,
+    };
+    module.visit(&mut values);
+    values.values
+}
+
+/// Every float parameter and buffer of `module`, concatenated in visit
+/// order (the same order on every rank and in every checkpoint of the
+/// model).
+pub fn parameter_values<M: Module>(module: &M) -> Vec<f32> {
+    values_of(module, Compared::All)
+}
+
+/// FNV-1a over the bits of the values [`Compared`] names.
+pub fn parameter_checksum<M: Module>(module: &M, compared: Compared) -> u64 {
+    values_of(module, compared)
         .iter()
         .flat_map(|v| v.to_bits().to_le_bytes())
         .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -144,11 +225,16 @@ pub fn parameter_checksum<M: Module>(module: &M) -> u64 {
 }
 
 /// Fails, naming `step`, unless every rank's parameters have the same bits.
-pub fn check_ranks_agree<M: Module>(world: &dyn Collective, module: &M, step: u64) -> Result<()> {
+pub fn check_ranks_agree<M: Module>(
+    world: &dyn Collective,
+    module: &M,
+    compared: Compared,
+    step: u64,
+) -> Result<()> {
     if world.size() == 1 {
         return Ok(());
     }
-    let sums = world.gather_u64(parameter_checksum(module));
+    let sums = world.gather_u64(parameter_checksum(module, compared));
     if sums.iter().all(|&s| s == sums[0]) {
         return Ok(());
     }
@@ -187,6 +273,7 @@ mod tests {
         fn gather_u64(&self, value: u64) -> Vec<u64> {
             vec![value, value ^ 1]
         }
+        fn broadcast_f32(&self, _: &mut [f32]) {}
         fn barrier(&self) {}
         fn abort(&self, code: i32) -> ! {
             panic!("abort {code}")
@@ -203,14 +290,40 @@ mod tests {
         let loss = layer.forward(x).square().sum();
         let grads = GradientsParams::from_grads(loss.backward(), &layer);
         let before = crate::data::float_values(grads.get::<2>(layer.weight.id).unwrap());
-        let (grads, stats) = average_gradients(&TwoIdenticalRanks, &layer, grads);
+        let (grads, stats) = average_gradients(&TwoIdenticalRanks, &layer, grads, None);
         assert_eq!(stats.values, 5 * 3 + 3);
         let after = crate::data::float_values(grads.get::<2>(layer.weight.id).unwrap());
         assert_eq!(before, after);
         assert!(grads.get::<1>(layer.bias.as_ref().unwrap().id).is_some());
-        let err = check_ranks_agree(&TwoIdenticalRanks, &layer, 12)
+        let err = check_ranks_agree(&TwoIdenticalRanks, &layer, Compared::All, 12)
             .unwrap_err()
             .to_string();
         assert!(err.contains("after step 12"), "{err}");
+    }
+
+    /// What trains before trains after, with the same values.
+    struct Trained(Vec<(bool, Vec<f32>)>);
+
+    impl ModuleVisitor for Trained {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push((
+                param.is_require_grad(),
+                crate::data::float_values(param.val()),
+            ));
+        }
+    }
+
+    #[test]
+    fn rank_zeros_model_keeps_every_value_and_what_trains() {
+        let device = Device::flex().autodiff();
+        let config = crate::prior::PriorConfig::preset("tiny", [2, 4, 4], 16).unwrap();
+        let prior = crate::backend::init_with_seed(&device, 0, || config.init(None, &device));
+        let mut before = Trained(Vec::new());
+        prior.visit(&mut before);
+        let mapped = from_rank_zero(&TwoIdenticalRanks, prior);
+        let mut after = Trained(Vec::new());
+        mapped.visit(&mut after);
+        assert_eq!(before.0, after.0);
+        assert!(after.0.iter().any(|(trains, _)| *trains));
     }
 }

@@ -20,6 +20,7 @@ mod tests {
             rank: 1,
             size: 8,
             local_size: Some(4),
+            local_rank: Some(1),
             source: "test",
         };
         assert_eq!(default_threads(16, Some(&four_here)), 4);

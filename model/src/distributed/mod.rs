@@ -39,6 +39,8 @@ pub trait Collective: Send + Sync {
     fn sum_f64(&self, values: &mut [f64]);
     /// Every rank's `value`, in rank order.
     fn gather_u64(&self, value: u64) -> Vec<u64>;
+    /// Rank 0's `values` on every rank, in place.
+    fn broadcast_f32(&self, values: &mut [f32]);
     /// Waits until every rank has called it.
     fn barrier(&self);
     /// Ends every rank of the job with exit status `code`.
@@ -60,6 +62,7 @@ impl Collective for Single {
     fn gather_u64(&self, value: u64) -> Vec<u64> {
         vec![value]
     }
+    fn broadcast_f32(&self, _: &mut [f32]) {}
     fn barrier(&self) {}
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)

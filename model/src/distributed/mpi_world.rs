@@ -85,6 +85,10 @@ impl Collective for MpiWorld {
         all
     }
 
+    fn broadcast_f32(&self, values: &mut [f32]) {
+        self.with(|world| world.process_at_rank(0).broadcast_into(values));
+    }
+
     fn barrier(&self) {
         self.with(|world| world.barrier());
     }

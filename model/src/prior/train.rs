@@ -31,7 +31,7 @@ use super::context::frames_tensor;
 use super::{Condition, Prior, PriorConfig};
 use crate::backend::BackendKind;
 use crate::checkpoint::{self, TrainState};
-use crate::distributed::gradients::{average_gradients, check_ranks_agree};
+use crate::distributed::gradients::{Compared, average_gradients, check_ranks_agree};
 use crate::distributed::{AGREEMENT_EVERY, local_batch, mean_over_ranks};
 use crate::error::{IoContext, ModelError, Result};
 use crate::schedule::{LrSchedule, learning_rate};
@@ -250,10 +250,21 @@ pub fn test_bits_per_dim(
 }
 
 pub fn optimizer(options: &PriorTrainOptions) -> ModuleOptimizer {
-    AdamWConfig::new()
+    optimizer_for_ranks(options, 1).0
+}
+
+/// The optimiser of a run on `ranks` ranks, and the gradient clipping left
+/// to the gradient average: with several ranks every rank must clip the
+/// averaged gradient to the same bits, which the host does
+/// ([`average_gradients`]) and a GPU's reduction need not.
+pub fn optimizer_for_ranks(options: &PriorTrainOptions, ranks: usize) -> (ModuleOptimizer, Option<f32>) {
+    let clip = options.gradient_clip as f32;
+    let (in_optimizer, on_host) = if ranks > 1 { (None, Some(clip)) } else { (Some(GradientClippingConfig::Norm(clip)), None) };
+    let optimizer = AdamWConfig::new()
         .with_weight_decay(options.weight_decay as f32)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(options.gradient_clip as f32)))
-        .init()
+        .with_grad_clipping(in_optimizer)
+        .init();
+    (optimizer, on_host)
 }
 
 /// Refuses a prior and batch whose training step needs more memory than
@@ -329,7 +340,7 @@ pub fn train_prior(
             config.train.log_every = options.log_every;
             config.train.eval_every = options.eval_every;
             config.train.precision = Some(crate::run_config::apply_precision(options.precision, config.train.precision));
-            let optim = checkpoint::load_optimizer(&found, optimizer(&config.train))?;
+            let optim = checkpoint::load_optimizer(&found, optimizer_for_ranks(&config.train, ranks.size()).0)?;
             (prior, config, state, optim)
         }
         (_, None) => {
@@ -356,8 +367,10 @@ pub fn train_prior(
                 videogpt_pipeline::atomic::write_bytes_atomic(&run.join(checkpoint::CONFIG_FILE), &text)
                     .at(run)?;
             }
-            let prior = crate::backend::with_seed(&device, options.seed, || model.init(codebook, &device));
-            (prior, config, TrainState { step: 0, samples_seen: 0 }, optimizer(&options))
+            let prior = crate::backend::init_with_seed(&device, options.seed, || model.init(codebook, &device));
+            // The same start on every rank, whatever the device's generator does.
+            let prior = crate::distributed::gradients::from_rank_zero(ranks, prior);
+            (prior, config, TrainState { step: 0, samples_seen: 0 }, optimizer_for_ranks(&options, ranks.size()).0)
         }
     };
 
@@ -398,6 +411,7 @@ pub fn train_prior(
         (1, _) | (_, BackendKind::Flex) => 0,
         _ => SplitMix64::for_item(config.train.seed, "prior-dropout-rank", ranks.rank() as u64).next_u64(),
     };
+    let host_clip = optimizer_for_ranks(&config.train, ranks.size()).1;
     let total = config.train.steps;
     let bar = videogpt_pipeline::progress::bar(total, "steps", progress && lead);
     bar.set_position(state.step);
@@ -415,7 +429,7 @@ pub fn train_prior(
         let dropout_seed = SplitMix64::for_item(config.train.seed, "prior-dropout", step).next_u64() ^ rank_seed;
         let loss = crate::backend::with_seed(&device, dropout_seed, || prior.loss(tokens, &condition));
         let grads = GradientsParams::from_grads(loss.backward(), &prior);
-        let (grads, reduced) = average_gradients(ranks, &prior, grads);
+        let (grads, reduced) = average_gradients(ranks, &prior, grads, host_clip);
         let lr = learning_rate(
             config.train.learning_rate,
             config.train.lr_schedule,
@@ -453,7 +467,7 @@ pub fn train_prior(
         bar.inc(1);
         let checkpoint_now = state.step % config.train.checkpoint_every.max(1) == 0 || state.step == total;
         if checkpoint_now || state.step % AGREEMENT_EVERY == 0 {
-            check_ranks_agree(ranks, &prior, state.step)?;
+            check_ranks_agree(ranks, &prior, Compared::All, state.step)?;
         }
         let log_now = state.step % config.train.log_every.max(1) == 0 || state.step == total || test.is_some();
         if let Some(metrics_file) = metrics_file.as_mut().filter(|_| log_now) {

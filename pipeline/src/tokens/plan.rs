@@ -57,6 +57,20 @@ impl TablePlan {
         rows_per_part: usize,
         overwrite: bool,
     ) -> Result<Self> {
+        Self::for_task(clips_split, table_dir, meta, rows_per_part, overwrite, false)
+    }
+
+    /// [`TablePlan::new`] for one of several tasks writing the folder at
+    /// once (`shared`): then temporary files are left alone, since they may
+    /// be another task's parts being written.
+    pub fn for_task(
+        clips_split: &Path,
+        table_dir: &Path,
+        meta: TokenTableMeta,
+        rows_per_part: usize,
+        overwrite: bool,
+        shared: bool,
+    ) -> Result<Self> {
         if rows_per_part == 0 {
             return Err(PipelineError::config("rows per part must be at least 1"));
         }
@@ -79,16 +93,18 @@ impl TablePlan {
             columns,
             parts,
         };
-        plan.guard_existing(overwrite)?;
+        plan.guard_existing(overwrite, shared)?;
         Ok(plan)
     }
 
     /// Deals with what a previous run left in the folder.
-    fn guard_existing(&self, overwrite: bool) -> Result<()> {
+    fn guard_existing(&self, overwrite: bool, shared: bool) -> Result<()> {
         if !self.dir.is_dir() {
             return Ok(());
         }
-        crate::atomic::remove_stale_temps(&self.dir).at(&self.dir)?;
+        if !shared {
+            crate::atomic::remove_stale_temps(&self.dir).at(&self.dir)?;
+        }
         let manifest = manifest_path(&self.dir);
         let mut foreign: Vec<PathBuf> = Vec::new();
         if manifest.is_file() {
