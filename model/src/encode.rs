@@ -133,6 +133,8 @@ pub fn encode_latents(
         ));
     }
     let mut summaries = Vec::new();
+    // The plans of splits other tasks had not finished, to look at again.
+    let mut unfinished = Vec::new();
     for split in splits {
         let started = Instant::now();
         let split_dir = clips_root.join(&split);
@@ -206,12 +208,14 @@ pub fn encode_latents(
                 ));
             }
             tracing::info!(split = %split, pending = others.len(), "this task's parts are written; other tasks' to come");
+            let (clips, parts) = (plan.clips(), plan.parts().len());
+            unfinished.push((summaries.len(), plan));
             summaries.push(SplitSummary {
                 split,
                 table: out_dir,
-                clips: plan.clips(),
+                clips,
                 encoded: todo,
-                parts: plan.parts().len(),
+                parts,
                 bytes: 0,
                 seconds: started.elapsed().as_secs_f64(),
                 parts_pending: others.len(),
@@ -230,6 +234,16 @@ pub fn encode_latents(
             seconds: started.elapsed().as_secs_f64(),
             parts_pending: 0,
         });
+    }
+    // This task's parts are all written now: the task that finishes last
+    // finds every split's parts and writes the manifests.
+    for (i, plan) in unfinished {
+        let pending = plan.pending().len();
+        summaries[i].parts_pending = pending;
+        if pending == 0 {
+            let manifest = plan.finish()?;
+            summaries[i].bytes = manifest.parts.iter().map(|p| p.bytes).sum();
+        }
     }
     if summaries.iter().any(|s| s.parts_pending > 0) {
         return Ok(summaries);

@@ -112,35 +112,15 @@ fn a_prepare_job_array_through_real_sbatch_writes_the_single_process_bytes() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let out = cluster
-        .command("sbatch")
-        .args(["--wait", "--array=0-2", "--cpus-per-task=1"])
-        .arg(format!(
-            "--output={}/prepare-%A_%a.out",
-            tmp.path().display()
-        ))
-        .arg(&script)
-        .args(args(&array))
-        .env("VGPT_BIN", &bin)
-        .output()
-        .unwrap();
-    let logs: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("prepare-")
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
-    assert!(
-        out.status.success(),
-        "sbatch: {}\n{}",
-        text(&out),
-        logs.join("\n")
+    let job = cluster.run_job(
+        &script,
+        &["--array=0-2", "--cpus-per-task=1"],
+        &args(&array),
+        &[("VGPT_BIN", &bin)],
+        tmp.path(),
     );
+    let logs = job.outputs;
+    assert!(job.succeeded, "sbatch: {}\n{}", job.sbatch, logs.join("\n"));
     // Three tasks ran, and one of them wrote the tables.
     assert_eq!(logs.len(), 3, "{logs:?}");
     assert!(logs.iter().any(|log| log.contains("wrote ")), "{logs:?}");

@@ -402,7 +402,7 @@ fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
             a.common.frame_stride
         );
     }
-    let mut out = Vec::new();
+    let mut out: Vec<SplitSource> = Vec::new();
     for split in &a.common.splits {
         let source = match &raw {
             MnistRaw::Npy(path) => MovingMnist::from_npy(path, split, a.npy_test_sequences)?,
@@ -426,13 +426,9 @@ fn prepare_moving_mnist(a: &MovingMnistArgs) -> Result<Vec<PrepareSummary>> {
                 MovingMnist::generated(digits, split, generator, config.seed)?
             }
         };
-        out.push(run_split(
-            &source,
-            &a.common.split_dir("moving-mnist", split),
-            &config,
-        )?);
+        out.push(split_source(source, a.common.split_dir("moving-mnist", split)));
     }
-    Ok(out)
+    run_splits(out, &config)
 }
 
 fn prepare_bair(a: &BairArgs) -> Result<Vec<PrepareSummary>> {
@@ -441,16 +437,12 @@ fn prepare_bair(a: &BairArgs) -> Result<Vec<PrepareSummary>> {
         .clone()
         .unwrap_or_else(|| a.common.root.join("bair/raw"));
     let config = a.common.config(256, 3)?;
-    let mut out = Vec::new();
+    let mut out: Vec<SplitSource> = Vec::new();
     for split in &a.common.splits {
         let source = Bair::open(&bair::find_split_dir(&raw, split)?, split)?;
-        out.push(run_split(
-            &source,
-            &a.common.split_dir("bair", split),
-            &config,
-        )?);
+        out.push(split_source(source, a.common.split_dir("bair", split)));
     }
-    Ok(out)
+    run_splits(out, &config)
 }
 
 fn prepare_ucf101(a: &Ucf101Args) -> Result<Vec<PrepareSummary>> {
@@ -458,21 +450,21 @@ fn prepare_ucf101(a: &Ucf101Args) -> Result<Vec<PrepareSummary>> {
     let layout = ucf101::discover(&raw)?;
     let options = a.video.options()?;
     let config = a.common.config(64, 1)?;
-    let mut out = Vec::new();
+    let mut out: Vec<SplitSource> = Vec::new();
     for split in &a.common.splits {
         let source = ucf101::open(&layout, split, a.split_number, options.clone())?;
         // `ucf101-64` / `ucf101-128`: the VQ-VAE presets of the same names.
         let dir = a.common.split_dir(&format!("ucf101-{}", a.video.resolution), split);
-        out.push(run_split(&source, &dir, &config)?);
+        out.push(split_source(source, dir));
     }
-    Ok(out)
+    run_splits(out, &config)
 }
 
 fn prepare_tgif(a: &TgifArgs) -> Result<Vec<PrepareSummary>> {
     let raw = a.raw.clone().unwrap_or_else(|| a.common.root.join("tgif/raw"));
     let options = a.video.options()?;
     let config = a.common.config(256, 1)?;
-    let mut out = Vec::new();
+    let mut out: Vec<SplitSource> = Vec::new();
     for split in &a.common.splits {
         let source = tgif::open(&raw, split, a.test_percent, options.clone())?;
         // `tgif` at the paper's 64 (the VQ-VAE preset's name), `tgif-R` otherwise.
@@ -481,9 +473,9 @@ fn prepare_tgif(a: &TgifArgs) -> Result<Vec<PrepareSummary>> {
             r => format!("tgif-{r}"),
         };
         let dir = a.common.split_dir(&name, split);
-        out.push(run_split(&source, &dir, &config)?);
+        out.push(split_source(source, dir));
     }
-    Ok(out)
+    run_splits(out, &config)
 }
 
 fn prepare_vizdoom(a: &VizdoomArgs) -> Result<Vec<PrepareSummary>> {
@@ -495,10 +487,43 @@ fn prepare_vizdoom(a: &VizdoomArgs) -> Result<Vec<PrepareSummary>> {
     }
     .options()?;
     let config = a.common.config(32, 1)?;
-    let mut out = Vec::new();
+    let mut out: Vec<SplitSource> = Vec::new();
     for split in &a.common.splits {
         let source = vizdoom::open(&raw, split, a.test_percent, options.clone())?;
-        out.push(run_split(&source, &a.common.split_dir("vizdoom", split), &config)?);
+        out.push(split_source(source, a.common.split_dir("vizdoom", split)));
+    }
+    run_splits(out, &config)
+}
+
+/// One split to prepare: its source and its folder.
+type SplitSource<'a> = (Box<dyn ClipSource + 'a>, PathBuf);
+
+fn split_source<'a>(source: impl ClipSource + 'a, dir: PathBuf) -> SplitSource<'a> {
+    (Box::new(source), dir)
+}
+
+/// Prepares each split. As one of several tasks, then looks again at the
+/// splits whose other shards were not all committed: its own are now, and
+/// the task that finishes last finds every split complete and writes their
+/// tables (and, after, the dataset card).
+fn run_splits(splits: Vec<SplitSource<'_>>, config: &PrepareConfig) -> Result<Vec<PrepareSummary>> {
+    let mut out = Vec::new();
+    for (source, dir) in &splits {
+        out.push(run_split(source.as_ref(), dir, config)?);
+    }
+    for (summary, (source, dir)) in out.iter_mut().zip(&splits) {
+        if summary.shards_pending > 0 {
+            let again = prepare_split(source.as_ref(), dir, config)?;
+            if again.shards_pending == 0 {
+                // The whole split's numbers; the shards this task built.
+                *summary = PrepareSummary {
+                    shards_written: summary.shards_written,
+                    shards_skipped: again.shards_skipped - summary.shards_written,
+                    elapsed: summary.elapsed + again.elapsed,
+                    ..again
+                };
+            }
+        }
     }
     Ok(out)
 }

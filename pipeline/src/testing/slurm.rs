@@ -28,6 +28,16 @@ pub struct LocalCluster {
     munged_pid: PathBuf,
 }
 
+/// A finished batch job.
+#[derive(Debug)]
+pub struct Job {
+    pub succeeded: bool,
+    /// What sbatch printed.
+    pub sbatch: String,
+    /// The job's output files, one per array task.
+    pub outputs: Vec<String>,
+}
+
 /// A free TCP port on this machine (bound, then released).
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -168,6 +178,51 @@ impl LocalCluster {
         let mut command = Command::new(program);
         command.env("SLURM_CONF", &self.config).stdin(Stdio::null());
         command
+    }
+
+    /// Submits the batch script `script` with sbatch `options`, script
+    /// `args` and environment `env` (beside the caller's), waits for the
+    /// job to end, and returns whether it succeeded, sbatch's own output
+    /// and the job's output files (`<logs>/job-<id>_<task>.out`, sorted).
+    pub fn run_job<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        script: &Path,
+        options: &[&str],
+        args: &[S],
+        env: &[(&str, &Path)],
+        logs: &Path,
+    ) -> Job {
+        let mut command = self.command("sbatch");
+        command
+            .arg("--wait")
+            .args(options)
+            .arg(format!("--output={}/job-%A_%a.out", logs.display()))
+            .arg(script)
+            .args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let out = command.output().expect("sbatch runs");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(logs)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("job-"))
+        });
+        files.sort();
+        Job {
+            succeeded: out.status.success(),
+            sbatch: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            outputs: files
+                .iter()
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                .collect(),
+        }
     }
 
     /// The cluster's folder (configuration, logs).
