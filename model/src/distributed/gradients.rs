@@ -214,6 +214,12 @@ pub fn parameter_values<M: Module>(module: &M) -> Vec<f32> {
     values_of(module, Compared::All)
 }
 
+/// How many values [`Compared`] names (the gradient's size with
+/// [`Compared::Trainable`]).
+pub fn value_count<M: Module>(module: &M, compared: Compared) -> usize {
+    values_of(module, compared).len()
+}
+
 /// FNV-1a over the bits of the values [`Compared`] names.
 pub fn parameter_checksum<M: Module>(module: &M, compared: Compared) -> u64 {
     values_of(module, compared)
