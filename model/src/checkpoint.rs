@@ -2,13 +2,18 @@
 //!
 //! ```text
 //! runs/<name>/config.json                      the run: model config, training options, data statistics
-//! runs/<name>/checkpoints/step-00001000/       model.bpk, optimizer.bpk, state.json, config.json
+//! runs/<name>/checkpoints/step-00001000/       model.bpk, optimizer.bpk, state.json, config.json, checksums.json
 //! runs/<name>/checkpoints/latest               the name of the newest complete checkpoint
 //! ```
 //!
 //! A checkpoint folder is written under a temporary name, every file synced,
 //! then renamed into place; `latest` is replaced atomically afterwards. A
 //! kill at any point leaves the previous checkpoint as `latest`.
+//!
+//! `checksums.json` holds the SHA-256 of the weights and optimizer files as
+//! written; loading checks them, so a damaged file (a flipped bit on disk or
+//! in a copy) is an error rather than a model with a wrong weight.
+//! Checkpoints from before it load unchecked.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 use videogpt_pipeline::atomic::write_bytes_atomic;
+use videogpt_pipeline::shards::format::sha256_hex;
 
 use crate::error::{IoContext, ModelError, Result};
 use crate::vqvae::VqVae;
@@ -30,6 +36,7 @@ pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const LATEST_FILE: &str = "latest";
+pub const CHECKSUMS_FILE: &str = "checksums.json";
 
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
@@ -117,14 +124,49 @@ fn write_checkpoint_files<M: Module, C: Serialize>(
         .into_bytes()
         .map_err(|e| ModelError::format(staging, format!("serialising the optimizer: {e}")))?;
     write_bytes_atomic(&staging.join(OPTIMIZER_FILE), &optimizer_bytes).at(staging)?;
+    let checksums: std::collections::BTreeMap<&str, String> = [
+        (MODEL_FILE, sha256_hex(&model_bytes)),
+        (OPTIMIZER_FILE, sha256_hex(&optimizer_bytes)),
+    ]
+    .into_iter()
+    .collect();
+    write_json(&staging.join(CHECKSUMS_FILE), &checksums)?;
     write_json(&staging.join(STATE_FILE), state)?;
     write_json(&staging.join(CONFIG_FILE), config)
+}
+
+/// The bytes of the checkpoint file `name`, checked against the SHA-256
+/// `checksums.json` recorded for it (where the checkpoint has one).
+fn read_checked(checkpoint: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = checkpoint.join(name);
+    let bytes = fs::read(&path).at(&path)?;
+    let sums_path = checkpoint.join(CHECKSUMS_FILE);
+    if !sums_path.exists() {
+        return Ok(bytes);
+    }
+    let sums: std::collections::BTreeMap<String, String> = read_json(&sums_path)?;
+    let Some(expected) = sums.get(name) else {
+        return Err(ModelError::format(&sums_path, format!("has no checksum for {name}")));
+    };
+    let found = sha256_hex(&bytes);
+    if &found != expected {
+        let short = |s: &str| s.chars().take(12).collect::<String>();
+        return Err(ModelError::format(
+            &path,
+            format!(
+                "damaged: its SHA-256 is {}..., the checkpoint recorded {}... when it was written",
+                short(&found),
+                short(expected)
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// A checkpoint's weights file as a module record.
 pub fn read_record(checkpoint: &Path) -> Result<ModuleRecord> {
     let path = checkpoint.join(MODEL_FILE);
-    let bytes = fs::read(&path).at(&path)?;
+    let bytes = read_checked(checkpoint, MODEL_FILE)?;
     ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| ModelError::format(&path, e.to_string()))
 }
 
@@ -288,11 +330,43 @@ mod mismatch_tests {
         assert!(line.len() < 200, "{line}");
         assert!(line.contains("missing tensors: 300 tensor(s), first: \"encoder.block0.weight\""), "{line}");
     }
+
+    /// A flipped byte in the weights or the optimizer state is an error
+    /// naming the file; a checkpoint without checksums (older) still loads.
+    #[test]
+    fn a_flipped_byte_in_a_checkpoint_file_is_refused() {
+        use burn::nn::LinearConfig;
+        let run = tempfile::tempdir().unwrap();
+        let device = Device::flex().autodiff();
+        let model = LinearConfig::new(8, 4).init(&device);
+        let optimizer = crate::ops::HostAdam::module_optimizer();
+        let state = TrainState { step: 3, samples_seen: 12 };
+        let dir = save_module(run.path(), &serde_json::json!({}), &state, model, &optimizer).unwrap();
+        read_record(&dir).unwrap();
+        load_optimizer(&dir, crate::ops::HostAdam::module_optimizer()).unwrap();
+        let flip = |name: &str| {
+            let path = dir.join(name);
+            let mut bytes = fs::read(&path).unwrap();
+            let at = bytes.len() - 5;
+            bytes[at] ^= 0x10;
+            fs::write(&path, &bytes).unwrap();
+        };
+        flip(MODEL_FILE);
+        let err = read_record(&dir).unwrap_err().to_string();
+        assert!(err.contains("model.bpk: damaged: its SHA-256 is"), "{err}");
+        flip(OPTIMIZER_FILE);
+        let err = load_optimizer(&dir, crate::ops::HostAdam::module_optimizer()).err().unwrap().to_string();
+        assert!(err.contains("optimizer.bpk: damaged"), "{err}");
+        // Without checksums.json the weights are read as they are.
+        fs::remove_file(dir.join(CHECKSUMS_FILE)).unwrap();
+        flip(MODEL_FILE);
+        read_record(&dir).unwrap();
+    }
 }
 
 pub fn load_optimizer(checkpoint: &Path, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = checkpoint.join(OPTIMIZER_FILE);
-    let bytes = fs::read(&path).at(&path)?;
+    let bytes = read_checked(checkpoint, OPTIMIZER_FILE)?;
     optimizer
         .from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| ModelError::format(&path, e.to_string()))
