@@ -23,9 +23,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use videogpt_model::backend::BackendKind;
 use videogpt_model::data::Batch;
+use videogpt_model::distributed;
 use videogpt_model::distributed::gradients::{Compared, average_gradients, value_count};
-use videogpt_model::distributed::{self, local_batch};
-use videogpt_model::prior::train::{PriorTrainOptions, optimizer_for_ranks};
+use videogpt_model::prior::train::{PriorTrainOptions, host_clipping, optimizer_for_ranks};
 use videogpt_model::prior::{Condition, PriorConfig};
 use videogpt_model::train::{TrainOptions, Trainer, VqVaeRunConfig};
 use videogpt_model::vqvae::VqVaeConfig;
@@ -67,7 +67,7 @@ fn prior_config() -> PriorConfig {
 fn vqvae_steps(warmup: usize, measured: usize) -> Vec<(f64, f64, usize)> {
     let model = reference_64();
     let [t, h, w] = model.input_shape;
-    let (first, count) = local_batch(distributed::world(), GLOBAL_BATCH).expect("batch splits");
+    let (first, count) = distributed::take_share(GLOBAL_BATCH).expect("batch splits");
     let per_clip = model.channels * t * h * w;
     let mut rng = SplitMix64::new(1);
     let data: Vec<f32> = (0..GLOBAL_BATCH * per_clip)
@@ -110,12 +110,12 @@ fn prior_steps(warmup: usize, measured: usize) -> Vec<(f64, f64, usize)> {
     let config = prior_config();
     let mut prior =
         videogpt_model::backend::init_with_seed(&device, 0, || config.init(None, &device));
-    let (mut optim, clip) = optimizer_for_ranks(
-        &PriorTrainOptions::new("unused".into(), "reference-bench"),
-        world.size(),
+    let options = PriorTrainOptions::new("unused".into(), "reference-bench");
+    let (mut optim, clip) = (
+        optimizer_for_ranks(&options, world.size()),
+        host_clipping(&options, world.size()),
     );
-    let (first, count) = local_batch(world, GLOBAL_BATCH).expect("batch splits");
-    videogpt_model::ops::set_first_sample(first as u64);
+    let (first, count) = distributed::take_share(GLOBAL_BATCH).expect("batch splits");
     let n = config.tokens();
     let mut rng = SplitMix64::new(3);
     let values: Vec<i64> = (0..GLOBAL_BATCH * n)

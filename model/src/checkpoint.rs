@@ -372,6 +372,13 @@ pub fn load_optimizer(checkpoint: &Path, optimizer: ModuleOptimizer) -> Result<M
         .map_err(|e| ModelError::format(&path, e.to_string()))
 }
 
+/// `metrics.jsonl` opened for appending, after the lines logged past `step`
+/// are dropped ([`truncate_metrics_after`]).
+pub fn open_metrics(path: &Path, step: u64) -> Result<fs::File> {
+    truncate_metrics_after(path, step)?;
+    fs::OpenOptions::new().create(true).append(true).open(path).at(path)
+}
+
 /// Drops the lines of a `metrics.jsonl` logged after `step` (by a run killed
 /// after its last checkpoint), so a resumed run's log has no duplicates.
 pub fn truncate_metrics_after(path: &Path, step: u64) -> Result<()> {

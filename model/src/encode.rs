@@ -194,16 +194,15 @@ pub fn encode_latents(
         bar.finish_and_clear();
         let others = plan.pending();
         if !others.is_empty() {
-            let names: Vec<String> = others.iter().take(10).map(|p| p.file_name()).collect();
             if options.merge {
+                let names: Vec<String> = others.iter().map(|p| p.file_name()).collect();
                 return Err(ModelError::format(
                     &out_dir,
                     format!(
-                        "{} of {} parts are not encoded yet ({}{}); run the encode tasks that own them first",
+                        "{} of {} parts are not encoded yet ({}); run the encode tasks that own them first",
                         others.len(),
                         plan.parts().len(),
-                        names.join(", "),
-                        if others.len() > 10 { ", ..." } else { "" }
+                        videogpt_pipeline::tasks::first_ten(&names)
                     ),
                 ));
             }

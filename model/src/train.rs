@@ -31,7 +31,7 @@ use crate::backend::BackendKind;
 use crate::checkpoint;
 use crate::data::{self, Batch, Loader};
 use crate::distributed::gradients::{Compared, average_gradients, check_ranks_agree};
-use crate::distributed::{Collective, local_batch, mean_over_ranks};
+use crate::distributed::{Collective, mean_over_ranks};
 use crate::error::{IoContext, ModelError, Result};
 use crate::ops::HostAdam;
 use crate::preview;
@@ -91,9 +91,10 @@ impl Trainer {
     /// A fresh model for `config` on the training device.
     pub fn new(config: VqVaeRunConfig) -> Self {
         let device = config.train.backend.training_device();
+        let ranks = crate::distributed::world();
         let model = crate::backend::init_with_seed(&device, config.train.seed, || config.model.init(&device));
         // The same start on every rank, whatever the device's generator does.
-        let model = crate::distributed::gradients::from_rank_zero(crate::distributed::world(), model);
+        let model = crate::distributed::gradients::from_rank_zero(ranks, model);
         Self {
             model: Some(model),
             optimizer: HostAdam::module_optimizer(),
@@ -103,7 +104,7 @@ impl Trainer {
                 samples_seen: 0,
             },
             device,
-            ranks: crate::distributed::world(),
+            ranks,
         }
     }
 
@@ -270,10 +271,8 @@ pub fn train_vqvae(
     progress: bool,
 ) -> Result<TrainSummary> {
     crate::limits::check_schedule(options.batch_size, options.steps, options.learning_rate)?;
-    let ranks = crate::distributed::world();
-    let lead = ranks.rank() == 0;
-    let (first_sample, per_rank) = local_batch(ranks, options.batch_size)?;
-    crate::ops::set_first_sample(first_sample as u64);
+    let lead = crate::distributed::world().rank() == 0;
+    let share = crate::distributed::take_share(options.batch_size)?;
     let existing = checkpoint::latest(run)?;
     let mut trainer = match (mode, existing.clone()) {
         (RunMode::Fresh, Some(found)) => {
@@ -345,27 +344,15 @@ pub fn train_vqvae(
     let loader = Loader::spawn_slice(
         shards,
         train.batch_size,
-        (first_sample, per_rank),
+        share,
         train.seed,
         trainer.state.samples_seen,
         4,
     );
-    if ranks.size() > 1 {
-        tracing::info!(rank = ranks.rank(), ranks = ranks.size(), first_sample, per_rank, "data-parallel");
-    }
     let metrics_path = run.join("metrics.jsonl");
-    let mut metrics_file = if lead {
-        checkpoint::truncate_metrics_after(&metrics_path, trainer.state.step)?;
-        Some(
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&metrics_path)
-                .at(&metrics_path)?,
-        )
-    } else {
-        None
-    };
+    let mut metrics_file = lead
+        .then(|| checkpoint::open_metrics(&metrics_path, trainer.state.step))
+        .transpose()?;
 
     let total = trainer.config.train.steps;
     let bar = videogpt_pipeline::progress::bar(total, "steps", progress && lead);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use videogpt_model::distributed::gradients::parameter_values;
+use videogpt_pipeline::testing::assert_same_tree;
 
 fn vgpt_command<S: AsRef<OsStr>>(cwd: &Path, ranks: Option<usize>, args: &[S]) -> Command {
     let vgpt = env!("CARGO_BIN_EXE_vgpt");
@@ -216,12 +217,8 @@ fn two_ranks_with_half_the_batch_train_as_one_process_with_all_of_it() {
     assert!(status.success());
     std::fs::remove_dir_all(cwd.join("root-ranks/moving-mnist/tokens")).unwrap();
     encode(Some(2), "root-ranks");
-    let tables = |root: &str| common::tree_files(&cwd.join(root).join("moving-mnist/tokens"));
-    let (one, ranks) = (tables("root"), tables("root-ranks"));
-    assert_eq!(one.keys().collect::<Vec<_>>(), ranks.keys().collect::<Vec<_>>());
-    for (name, bytes) in &one {
-        assert!(bytes == &ranks[name], "2 ranks encoded other bytes in {name}");
-    }
+    let tables = |root: &str| cwd.join(root).join("moving-mnist/tokens");
+    assert_same_tree(&tables("root"), &tables("root-ranks"), "2 ranks' encode");
     same_as_one_process(cwd, "prior", prior_args, prior_parameters);
 }
 

@@ -15,6 +15,7 @@ use videogpt_model::vqvae::VqVaeConfig;
 use videogpt_pipeline::shards::ClipShards;
 use videogpt_pipeline::shards::format::sha256_file;
 use videogpt_pipeline::tasks::TaskSlice;
+use videogpt_pipeline::testing::assert_same_tree;
 use videogpt_pipeline::tokens::{TokenExpectation, TokenTable};
 
 #[test]
@@ -147,14 +148,7 @@ fn tasks_encode_their_parts_and_merge_into_the_single_process_bytes() {
     );
     let last = encode_latents(&run, &clips, &two, &task(0, false)).unwrap();
     assert!(last.iter().all(|s| s.parts_pending == 0));
-    let (a, b) = (common::tree_files(&one), common::tree_files(&two));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (name, bytes) in &a {
-        assert!(bytes == &b[name], "{name} differs");
-    }
+    assert_same_tree(&one, &two, "2 tasks");
     encode_latents(&run, &clips, &two, &task(0, true)).unwrap();
-    assert!(
-        common::tree_files(&one) == common::tree_files(&two),
-        "a merge changed the tables"
-    );
+    assert_same_tree(&one, &two, "a merge after them");
 }

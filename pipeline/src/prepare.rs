@@ -156,10 +156,7 @@ pub fn prepare_split(
 
     let num_shards = videos.len().div_ceil(config.videos_per_shard);
     let ours: Vec<usize> = (0..num_shards).filter(|&k| !config.merge && config.task.owns(k)).collect();
-    let our_videos: usize = ours
-        .iter()
-        .map(|&k| ((k + 1) * config.videos_per_shard).min(videos.len()) - k * config.videos_per_shard)
-        .sum();
+    let our_videos: usize = ours.iter().map(|&k| shard_videos(k, config.videos_per_shard, videos.len()).len()).sum();
     let bar = crate::progress::bar(our_videos as u64, "videos", config.progress);
     let clips_done = AtomicU64::new(0);
     let ctx = ShardContext {
@@ -193,7 +190,7 @@ pub fn prepare_split(
                 format!(
                     "{} of {num_shards} shards are not prepared yet ({}); run the prepare tasks that own them first",
                     missing.len(),
-                    list_shards(&missing)
+                    crate::tasks::first_ten(&missing.iter().map(|&k| shard_file_name(k)).collect::<Vec<_>>())
                 ),
             ));
         }
@@ -275,13 +272,9 @@ pub fn prepare_split(
     })
 }
 
-/// `3, 5, 7` (the first ten, then how many more).
-fn list_shards(shards: &[usize]) -> String {
-    let mut text: Vec<String> = shards.iter().take(10).map(|k| shard_file_name(*k)).collect();
-    if shards.len() > 10 {
-        text.push(format!("and {} more", shards.len() - 10));
-    }
-    text.join(", ")
+/// The videos of shard `k`: `per_shard` at a time, the last shard the rest.
+fn shard_videos(k: usize, per_shard: usize, videos: usize) -> std::ops::Range<usize> {
+    k * per_shard..((k + 1) * per_shard).min(videos)
 }
 
 /// Name of the per-split rejects table: one line per rejected input.
@@ -352,11 +345,11 @@ fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool, shared: 
             ours.push((path, name));
         }
     }
+    let is_stale = |path: &Path| !std::fs::read_to_string(path).is_ok_and(|t| t.contains(fingerprint));
     // Shard pixels and the table are judged through their sidecar / index.
-    let stale = ours.iter().find(|(path, name)| {
-        (name.ends_with(".meta.json") || name == INDEX_FILE)
-            && !std::fs::read_to_string(path).is_ok_and(|t| t.contains(fingerprint))
-    });
+    let stale = ours
+        .iter()
+        .find(|(path, name)| (name.ends_with(".meta.json") || name == INDEX_FILE) && is_stale(path));
     let Some((_, stale_name)) = stale else {
         return Ok(());
     };
@@ -369,7 +362,6 @@ fn guard_existing_split(dir: &Path, fingerprint: &str, overwrite: bool, shared: 
             ),
         ));
     }
-    let is_stale = |path: &Path| !std::fs::read_to_string(path).is_ok_and(|t| t.contains(fingerprint));
     for (path, name) in &ours {
         let remove = match name.strip_suffix(".meta.json") {
             _ if !shared => true,
@@ -405,8 +397,7 @@ type VideoClips = Result<Vec<(Vec<u8>, ClipRecord)>, Reject>;
 
 impl ShardContext<'_> {
     fn video_range(&self, k: usize) -> std::ops::Range<usize> {
-        let per = self.config.videos_per_shard;
-        k * per..((k + 1) * per).min(self.source.videos().len())
+        shard_videos(k, self.config.videos_per_shard, self.source.videos().len())
     }
 
     fn advance(&self, videos: u64, clips: u64) {

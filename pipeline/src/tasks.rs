@@ -179,6 +179,17 @@ impl TaskSlice {
     }
 }
 
+/// The units of work (files) still missing, named for a message: the first
+/// ten, then how many more.
+pub fn first_ten(names: &[String]) -> String {
+    let mut text: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+    let more = format!("and {} more", names.len().saturating_sub(10));
+    if names.len() > 10 {
+        text.push(&more);
+    }
+    text.join(", ")
+}
+
 /// Slurm's job-array task, when this process is one.
 fn job_array(var: &impl Fn(&str) -> Option<String>) -> Option<Result<TaskSlice>> {
     let id = var("SLURM_ARRAY_TASK_ID")?;

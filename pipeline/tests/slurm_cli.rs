@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{real_mnist_raw, text, vgpt_data};
+use videogpt_pipeline::testing::assert_same_tree;
 use videogpt_pipeline::testing::slurm::{LocalCluster, runs_as_root};
-use videogpt_pipeline::testing::tree_files;
 
 fn scripts() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/slurm");
@@ -124,13 +124,10 @@ fn a_prepare_job_array_through_real_sbatch_writes_the_single_process_bytes() {
     // Three tasks ran, and one of them wrote the tables.
     assert_eq!(logs.len(), 3, "{logs:?}");
     assert!(logs.iter().any(|log| log.contains("wrote ")), "{logs:?}");
-    let (a, b) = (
-        tree_files(&one.join("moving-mnist")).unwrap(),
-        tree_files(&array.join("moving-mnist")).unwrap(),
+    assert_same_tree(
+        &one.join("moving-mnist"),
+        &array.join("moving-mnist"),
+        "the job array",
     );
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (name, bytes) in &a {
-        assert!(bytes == &b[name], "{name} differs after the job array");
-    }
     drop(cluster);
 }

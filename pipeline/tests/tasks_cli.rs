@@ -6,28 +6,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Output;
 
 use common::videos::video;
 use common::{real_mnist_raw, text, vgpt_data};
-
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    videogpt_pipeline::testing::tree_files(dir).unwrap()
-}
-
-fn assert_same_files(one: &Path, other: &Path, what: &str) {
-    let (a, b) = (files(one), files(other));
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "{what}: other files"
-    );
-    for (name, bytes) in &a {
-        assert!(bytes == &b[name], "{what}: {name} differs");
-    }
-}
+use videogpt_pipeline::testing::assert_same_tree;
 
 fn prepare(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = vgpt_data();
@@ -101,14 +84,14 @@ fn moving_mnist_tasks_merge_into_the_single_process_bytes() {
         &strs(&with("two", &["--task", "1", "--tasks", "2"])),
         &[],
     ));
-    assert_same_files(
+    assert_same_tree(
         &tmp.path().join("one/moving-mnist"),
         &tmp.path().join("two/moving-mnist"),
         "2 tasks",
     );
     // A later merge rewrites the same bytes.
     ok(prepare(&strs(&with("two", &["--merge"])), &[]));
-    assert_same_files(
+    assert_same_tree(
         &tmp.path().join("one/moving-mnist"),
         &tmp.path().join("two/moving-mnist"),
         "merged again",
@@ -142,7 +125,7 @@ fn moving_mnist_tasks_merge_into_the_single_process_bytes() {
         ok(child.wait_with_output().unwrap());
     }
     ok(prepare(&strs(&with("three", &["--merge"])), &[]));
-    assert_same_files(
+    assert_same_tree(
         &tmp.path().join("one/moving-mnist"),
         &tmp.path().join("three/moving-mnist"),
         "3 array tasks",
@@ -158,7 +141,7 @@ fn moving_mnist_tasks_merge_into_the_single_process_bytes() {
             ],
         ));
     }
-    assert_same_files(
+    assert_same_tree(
         &tmp.path().join("one/moving-mnist"),
         &tmp.path().join("ranks/moving-mnist"),
         "2 ranks",
@@ -245,7 +228,7 @@ fn ucf101_tasks_merge_into_the_single_process_bytes() {
     for task in ["1", "0"] {
         run(args("two", &["--task", task, "--tasks", "2"]));
     }
-    assert_same_files(
+    assert_same_tree(
         &tmp.path().join("one/ucf101-32"),
         &tmp.path().join("two/ucf101-32"),
         "2 tasks",

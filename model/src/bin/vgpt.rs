@@ -400,10 +400,10 @@ fn default_prior_preset(dataset: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    let launched = videogpt_model::distributed::launch::launched();
     // Ranks other than 0 log warnings and errors only, unless RUST_LOG says
     // otherwise: rank 0 speaks for the job.
-    let quiet_rank = videogpt_pipeline::tasks::launched().is_some_and(|l| l.rank != 0);
-    if quiet_rank && std::env::var_os("RUST_LOG").is_none() {
+    if launched.as_ref().is_some_and(|l| l.rank != 0) && std::env::var_os("RUST_LOG").is_none() {
         // SAFETY: no other thread exists yet to read the environment.
         unsafe { std::env::set_var("RUST_LOG", "warn") };
     }
@@ -412,23 +412,22 @@ fn main() -> ExitCode {
     videogpt_pipeline::cli::main_with(|| {
         let cli: Cli = videogpt_pipeline::cli::parse_args();
         // MPI first: the default thread count depends on the ranks per node.
-        let world = videogpt_model::distributed::init()?;
-        let launched = videogpt_model::distributed::launch::launched();
+        let mpi = videogpt_model::distributed::init()?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = cli
             .threads
             .map_or_else(|| videogpt_model::distributed::launch::default_threads(cores, launched.as_ref()), usize::from);
         videogpt_model::ops::make_calling_thread_a_worker_of(Some(threads));
         let result = run(cli);
-        if let (Err(e), true) = (&result, videogpt_model::distributed::world().size() > 1) {
-            // One failing rank ends them all, so none waits for it.
-            let world = videogpt_model::distributed::world();
-            let line = format!("error (rank {} of {}): {}\n", world.rank(), world.size(), videogpt_pipeline::cli::error_line(e));
-            // One write, so the ranks' lines do not interleave.
+        let ranks = videogpt_model::distributed::world();
+        if let (Err(e), true) = (&result, ranks.size() > 1) {
+            // One failing rank ends them all, so none waits for it; one
+            // write, so the ranks' lines do not interleave.
+            let line = format!("error (rank {} of {}): {}\n", ranks.rank(), ranks.size(), videogpt_pipeline::cli::error_line(e));
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-            videogpt_model::distributed::abort_others_on_error(1);
+            ranks.abort(1);
         }
-        drop(world);
+        drop(mpi);
         result
     })
 }

@@ -280,7 +280,6 @@ mod tests {
             vec![value, value ^ 1]
         }
         fn broadcast_f32(&self, _: &mut [f32]) {}
-        fn barrier(&self) {}
         fn abort(&self, code: i32) -> ! {
             panic!("abort {code}")
         }

@@ -41,8 +41,6 @@ pub trait Collective: Send + Sync {
     fn gather_u64(&self, value: u64) -> Vec<u64>;
     /// Rank 0's `values` on every rank, in place.
     fn broadcast_f32(&self, values: &mut [f32]);
-    /// Waits until every rank has called it.
-    fn barrier(&self);
     /// Ends every rank of the job with exit status `code`.
     fn abort(&self, code: i32) -> !;
 }
@@ -63,7 +61,6 @@ impl Collective for Single {
         vec![value]
     }
     fn broadcast_f32(&self, _: &mut [f32]) {}
-    fn barrier(&self) {}
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
     }
@@ -97,13 +94,13 @@ pub fn init() -> Result<WorldGuard> {
     #[cfg(feature = "mpi")]
     {
         let _ = launched;
-        let (universe, world) = mpi_world::MpiWorld::init()?;
-        let size = world.size();
-        if WORLD.set(Box::new(world)).is_err() {
+        let (universe, mpi_ranks) = mpi_world::MpiWorld::init()?;
+        let size = mpi_ranks.size();
+        if WORLD.set(Box::new(mpi_ranks)).is_err() {
             return Err(ModelError::Config("distributed::init called twice".into()));
         }
         if size > 1 {
-            videogpt_kernels::set_cross_rank_sum(Box::new(|values| world_sum_f64(values)));
+            videogpt_kernels::set_cross_rank_sum(Box::new(|values| world().sum_f64(values)));
             abort_job_on_panic();
         }
         Ok(WorldGuard {
@@ -124,11 +121,6 @@ pub fn init() -> Result<WorldGuard> {
     }
 }
 
-#[cfg(feature = "mpi")]
-fn world_sum_f64(values: &mut [f64]) {
-    world().sum_f64(values)
-}
-
 /// A panic on one rank prints as usual, then aborts every rank, so the
 /// others do not wait for it in their next collective.
 #[cfg(feature = "mpi")]
@@ -138,15 +130,6 @@ fn abort_job_on_panic() {
         default(info);
         world().abort(101);
     }));
-}
-
-/// Ends the job after an error: with several ranks every rank is aborted
-/// (one failing rank must not leave the others waiting); alone, returns.
-pub fn abort_others_on_error(code: i32) {
-    let world = world();
-    if world.size() > 1 {
-        world.abort(code);
-    }
 }
 
 /// How the global batch of `batch_size` samples is split: this rank's first
@@ -160,6 +143,26 @@ pub fn local_batch(world: &dyn Collective, batch_size: usize) -> Result<(usize, 
     }
     let per_rank = batch_size / size;
     Ok((world.rank() * per_rank, per_rank))
+}
+
+/// This process's share of a training run's global batch of `batch_size`
+/// ([`local_batch`] of [`world`]): its first sample and count. Tells the
+/// kernels where its samples sit in the global batch (dropout masks) and
+/// logs the split when there are several ranks.
+pub fn take_share(batch_size: usize) -> Result<(usize, usize)> {
+    let world = world();
+    let (first_sample, per_rank) = local_batch(world, batch_size)?;
+    videogpt_kernels::set_first_sample(first_sample as u64);
+    if world.size() > 1 {
+        tracing::info!(
+            rank = world.rank(),
+            ranks = world.size(),
+            first_sample,
+            per_rank,
+            "data-parallel"
+        );
+    }
+    Ok((first_sample, per_rank))
 }
 
 /// The mean over ranks of each of `values` (metrics of the local batches).

@@ -89,10 +89,6 @@ impl Collective for MpiWorld {
         self.with(|world| world.process_at_rank(0).broadcast_into(values));
     }
 
-    fn barrier(&self) {
-        self.with(|world| world.barrier());
-    }
-
     fn abort(&self, code: i32) -> ! {
         // Not through the lock: a rank may abort while another thread of
         // it waits in a collective.

@@ -32,7 +32,7 @@ use super::{Condition, Prior, PriorConfig};
 use crate::backend::BackendKind;
 use crate::checkpoint::{self, TrainState};
 use crate::distributed::gradients::{Compared, average_gradients, check_ranks_agree};
-use crate::distributed::{AGREEMENT_EVERY, local_batch, mean_over_ranks};
+use crate::distributed::{AGREEMENT_EVERY, mean_over_ranks};
 use crate::error::{IoContext, ModelError, Result};
 use crate::schedule::{LrSchedule, learning_rate};
 
@@ -250,21 +250,26 @@ pub fn test_bits_per_dim(
 }
 
 pub fn optimizer(options: &PriorTrainOptions) -> ModuleOptimizer {
-    optimizer_for_ranks(options, 1).0
+    optimizer_for_ranks(options, 1)
 }
 
-/// The optimiser of a run on `ranks` ranks, and the gradient clipping left
-/// to the gradient average: with several ranks every rank must clip the
-/// averaged gradient to the same bits, which the host does
-/// ([`average_gradients`]) and a GPU's reduction need not.
-pub fn optimizer_for_ranks(options: &PriorTrainOptions, ranks: usize) -> (ModuleOptimizer, Option<f32>) {
-    let clip = options.gradient_clip as f32;
-    let (in_optimizer, on_host) = if ranks > 1 { (None, Some(clip)) } else { (Some(GradientClippingConfig::Norm(clip)), None) };
-    let optimizer = AdamWConfig::new()
+/// The optimiser of a run on `ranks` ranks: with several, gradient
+/// clipping is left to the gradient average ([`host_clipping`]).
+pub fn optimizer_for_ranks(options: &PriorTrainOptions, ranks: usize) -> ModuleOptimizer {
+    let in_optimizer = host_clipping(options, ranks)
+        .is_none()
+        .then(|| GradientClippingConfig::Norm(options.gradient_clip as f32));
+    AdamWConfig::new()
         .with_weight_decay(options.weight_decay as f32)
         .with_grad_clipping(in_optimizer)
-        .init();
-    (optimizer, on_host)
+        .init()
+}
+
+/// The clipping norm [`average_gradients`] applies on `ranks` ranks: with
+/// several every rank must clip the averaged gradient to the same bits,
+/// which the host does and a GPU's reduction need not.
+pub fn host_clipping(options: &PriorTrainOptions, ranks: usize) -> Option<f32> {
+    (ranks > 1).then_some(options.gradient_clip as f32)
 }
 
 /// Refuses a prior and batch whose training step needs more memory than
@@ -308,8 +313,7 @@ pub fn train_prior(
     crate::limits::check_schedule(options.batch_size, options.steps, options.learning_rate)?;
     let ranks = crate::distributed::world();
     let lead = ranks.rank() == 0;
-    let (first_sample, per_rank) = local_batch(ranks, options.batch_size)?;
-    crate::ops::set_first_sample(first_sample as u64);
+    let (first_sample, per_rank) = crate::distributed::take_share(options.batch_size)?;
     let device = options.backend.training_device();
     let existing = checkpoint::latest(run)?;
     let (mut prior, config, mut state, mut optim) = match (resume, existing.clone()) {
@@ -340,7 +344,7 @@ pub fn train_prior(
             config.train.log_every = options.log_every;
             config.train.eval_every = options.eval_every;
             config.train.precision = Some(crate::run_config::apply_precision(options.precision, config.train.precision));
-            let optim = checkpoint::load_optimizer(&found, optimizer_for_ranks(&config.train, ranks.size()).0)?;
+            let optim = checkpoint::load_optimizer(&found, optimizer_for_ranks(&config.train, ranks.size()))?;
             (prior, config, state, optim)
         }
         (_, None) => {
@@ -370,7 +374,7 @@ pub fn train_prior(
             let prior = crate::backend::init_with_seed(&device, options.seed, || model.init(codebook, &device));
             // The same start on every rank, whatever the device's generator does.
             let prior = crate::distributed::gradients::from_rank_zero(ranks, prior);
-            (prior, config, TrainState { step: 0, samples_seen: 0 }, optimizer_for_ranks(&options, ranks.size()).0)
+            (prior, config, TrainState { step: 0, samples_seen: 0 }, optimizer_for_ranks(&options, ranks.size()))
         }
     };
 
@@ -395,23 +399,15 @@ pub fn train_prior(
         state.samples_seen,
     )
     .slice(first_sample, per_rank);
-    if ranks.size() > 1 {
-        tracing::info!(rank = ranks.rank(), ranks = ranks.size(), first_sample, per_rank, "data-parallel");
-    }
     let metrics_path = run.join("metrics.jsonl");
-    let mut metrics_file = if lead {
-        checkpoint::truncate_metrics_after(&metrics_path, state.step)?;
-        Some(fs::OpenOptions::new().create(true).append(true).open(&metrics_path).at(&metrics_path)?)
-    } else {
-        None
-    };
+    let mut metrics_file = lead.then(|| checkpoint::open_metrics(&metrics_path, state.step)).transpose()?;
     // burn's own dropout (devices other than the CPU) cannot place values
     // in the global batch: there each rank's masks get a seed of their own.
     let rank_seed = match (ranks.size(), config.train.backend) {
         (1, _) | (_, BackendKind::Flex) => 0,
         _ => SplitMix64::for_item(config.train.seed, "prior-dropout-rank", ranks.rank() as u64).next_u64(),
     };
-    let host_clip = optimizer_for_ranks(&config.train, ranks.size()).1;
+    let host_clip = host_clipping(&config.train, ranks.size());
     let total = config.train.steps;
     let bar = videogpt_pipeline::progress::bar(total, "steps", progress && lead);
     bar.set_position(state.step);

@@ -45,8 +45,3 @@ pub fn prepare_moving_mnist(root: &Path, train: usize, test: usize, seq_len: usi
     clips
 }
 pub mod npy;
-
-/// Every file under `dir`: its path below `dir` and its bytes.
-pub fn tree_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    videogpt_pipeline::testing::tree_files(dir).unwrap()
-}

@@ -135,6 +135,16 @@ pub fn ffmpeg_filter_for(path: &Path, resolution: u32) -> std::io::Result<String
         .ffmpeg_filter(crate::video::ResizeFilter::Bilinear))
 }
 
+/// Panics, naming `what` and the file, unless `one` and `other` hold the same
+/// files (by their paths below them) with the same bytes.
+pub fn assert_same_tree(one: &Path, other: &Path, what: &str) {
+    let (a, b) = (tree_files(one).unwrap(), tree_files(other).unwrap());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}: other files");
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{what}: {name} differs");
+    }
+}
+
 /// Every file under `dir`, by its path below `dir`, with its bytes (to
 /// compare two outputs byte for byte).
 pub fn tree_files(dir: &Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
