@@ -81,6 +81,7 @@ fn synthetic_table(dir: &Path) -> PathBuf {
             label: None,
             text: None,
             actions: None,
+            decode_errors: 0,
         })
         .collect();
     write_clips_table(&split.join("clips.parquet"), "train", &records, Default::default()).unwrap();

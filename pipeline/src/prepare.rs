@@ -230,7 +230,9 @@ pub fn prepare_split(
         shards.push(entry);
         rejects.extend(sidecar.rejects.iter().cloned());
     }
-    write_clips_table(&split_dir.join(CLIPS_TABLE_FILE), source.split(), &records, source.conditioning())?;
+    let clips_table = split_dir.join(CLIPS_TABLE_FILE);
+    write_clips_table(&clips_table, source.split(), &records, source.conditioning())?;
+    let clips_table_sha256 = Some(crate::shards::format::sha256_file(&clips_table)?);
     write_rejects_table(&split_dir.join(REJECTS_TABLE_FILE), &rejects)?;
     let index = ClipIndex {
         format: FORMAT_NAME.into(),
@@ -254,6 +256,7 @@ pub fn prepare_split(
         num_clips: next_id,
         shards,
         rejects: rejects.clone(),
+        clips_table_sha256,
     };
     index.write(split_dir)?;
     Ok(PrepareSummary {
@@ -579,6 +582,7 @@ impl ShardContext<'_> {
                     label: item.label,
                     text: item.text.clone(),
                     actions,
+                    decode_errors: streamed.decode_errors,
                 };
                 (clip.bytes, record)
             })

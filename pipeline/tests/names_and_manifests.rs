@@ -255,7 +255,7 @@ fn write_custom_table(dir: &Path, manifest: &TableManifest, ids: ArrayRef, token
     let mut writer = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props)).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
-    let part = PartEntry { file: "part-00000.parquet".into(), first_clip: 0, rows, bytes: std::fs::metadata(&path).unwrap().len() };
+    let part = PartEntry { file: "part-00000.parquet".into(), first_clip: 0, rows, bytes: std::fs::metadata(&path).unwrap().len(), sha256: None };
     let manifest = TableManifest { parts: vec![part], rows, ..manifest.clone() };
     // Written as JSON directly: the library refuses to read such a table,
     // not to write one.

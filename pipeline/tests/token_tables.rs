@@ -200,6 +200,7 @@ fn labelled_split(dir: &Path) -> (PathBuf, Vec<ClipRecord>) {
             label: Some((i % 3) as i32),
             text: None,
             actions: None,
+            decode_errors: 0,
         })
         .collect();
     write_clips_table(&split.join("clips.parquet"), "labelled", &records, Conditioning { label: true, ..Conditioning::default() }).unwrap();

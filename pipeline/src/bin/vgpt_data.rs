@@ -14,7 +14,7 @@ use videogpt_pipeline::sources::ClipSource;
 use videogpt_pipeline::sources::bair::{self, Bair};
 use videogpt_pipeline::sources::moving_mnist::{self, GeneratorConfig, MnistRaw, MovingMnist};
 use videogpt_pipeline::sources::{tgif, ucf101, vizdoom};
-use videogpt_pipeline::video::{DecodeOptions, ResizeFilter};
+use videogpt_pipeline::video::{DamagePolicy, DecodeOptions, ResizeFilter};
 use videogpt_pipeline::tokens::{TokenTable, find_table, table_splits, token_stats};
 use videogpt_pipeline::{ClipSampling, PrepareConfig, PrepareSummary, StartPolicy, prepare_split};
 
@@ -123,6 +123,10 @@ struct VideoArgs {
     /// Lower the frame rate to this many frames per second by dropping frames.
     #[arg(long)]
     fps: Option<f64>,
+    /// A video FFmpeg reports damage in (errors it concealed, corrupt frames): reject lists it in
+    /// rejects.tsv; keep prepares it and counts the reports in clips.parquet's decode_errors.
+    #[arg(long, default_value = "reject")]
+    on_damage: DamagePolicy,
 }
 
 impl VideoArgs {
@@ -140,6 +144,7 @@ impl VideoArgs {
             filter: self.resize,
             fps: self.fps,
             threads: 1,
+            on_damage: self.on_damage,
         })
     }
 }
@@ -484,6 +489,7 @@ fn prepare_vizdoom(a: &VizdoomArgs) -> Result<Vec<PrepareSummary>> {
         resolution: a.resolution,
         resize: ResizeFilter::Bilinear,
         fps: None,
+        on_damage: DamagePolicy::Reject,
     }
     .options()?;
     let config = a.common.config(32, 1)?;

@@ -79,6 +79,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// An error naming `path` unless its SHA-256 is `expected`, the value the
+/// manifest `recorded_in` holds: Parquet pages carry no checksum of their
+/// own, so readers compare the whole file's before parsing it.
+pub fn check_sha256(path: &Path, expected: &str, recorded_in: &Path) -> Result<()> {
+    let found = sha256_file(path)?;
+    if found == expected {
+        return Ok(());
+    }
+    let short = |hex: &str| hex.chars().take(16).collect::<String>();
+    let manifest = recorded_in.file_name().unwrap_or_default().to_string_lossy();
+    Err(crate::error::PipelineError::format(
+        path,
+        format!(
+            "damaged: its SHA-256 starts {}, but {manifest} records {}",
+            short(&found),
+            short(expected)
+        ),
+    ))
+}
+
 /// Hex SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = File::open(path).at(path)?;

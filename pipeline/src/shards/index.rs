@@ -91,6 +91,10 @@ pub struct ClipIndex {
     pub num_clips: u64,
     pub shards: Vec<ShardEntry>,
     pub rejects: Vec<Reject>,
+    /// Hex SHA-256 of clips.parquet, checked whenever it is read (Parquet
+    /// pages carry no checksum of their own); absent in older splits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clips_table_sha256: Option<String>,
 }
 
 impl ClipIndex {

@@ -4,7 +4,9 @@
 //!
 //! Columns: `clip_id` u64, `split` utf8, `shard` u32, `index_in_shard` u32, `video` u64
 //! (index of the source video in the split), `source` utf8 (file, with
-//! `#record` for multi-record files), `start_frame` u32, and when the dataset
+//! `#record` for multi-record files), `start_frame` u32, `decode_errors` u32
+//! (damage FFmpeg concealed in the video, kept by `--on-damage keep`; absent
+//! in tables written before it, read as 0), and when the dataset
 //! has them `label` i32, `text` utf8, `actions` list<fixed_size_list<f32, D>>
 //! (one action vector per clip frame). Which of the last three a split has
 //! is decided by its dataset ([`Conditioning`]), so every split, empty or
@@ -42,6 +44,10 @@ pub struct ClipRecord {
     pub text: Option<String>,
     /// `[T, D]` row-major, when the dataset has actions.
     pub actions: Option<Vec<f32>>,
+    /// Damage FFmpeg reported and concealed in the clip's video (0: none;
+    /// above 0 only under `--on-damage keep`).
+    #[serde(default)]
+    pub decode_errors: u32,
 }
 
 /// The conditioning columns a dataset's tables carry.
@@ -129,6 +135,7 @@ fn to_batch(
         Field::new("video", DataType::UInt64, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("start_frame", DataType::UInt32, false),
+        Field::new("decode_errors", DataType::UInt32, false),
     ];
     let mut arrays: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(
@@ -149,6 +156,9 @@ fn to_batch(
         )),
         Arc::new(UInt32Array::from_iter_values(
             records.iter().map(|r| r.start_frame),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            records.iter().map(|r| r.decode_errors),
         )),
     ];
     for (field, column) in conditioning_columns(records, columns)? {
@@ -280,6 +290,9 @@ pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<R
 /// disagreement is an error naming both files.
 pub fn read_split_clips(split_dir: &Path, index: &ClipIndex) -> Result<Vec<ClipRecord>> {
     let table = split_dir.join(CLIPS_TABLE_FILE);
+    if let Some(expected) = &index.clips_table_sha256 {
+        super::format::check_sha256(&table, expected, &split_dir.join(INDEX_FILE))?;
+    }
     let records = read_clips_table(&table)?;
     disagreement(&records, index).map_or(Ok(records), |what| {
         Err(PipelineError::format(
@@ -355,6 +368,10 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
         let text = batch
             .column_by_name("text")
             .and_then(|c| c.as_string_opt::<i32>());
+        let decode_errors = match batch.column_by_name("decode_errors") {
+            None => None,
+            Some(_) => Some(u32col("decode_errors")?),
+        };
         let actions = checked_actions(&batch, path)?;
         for i in 0..batch.num_rows() {
             let actions = actions.and_then(|a| actions_row(a, i));
@@ -370,6 +387,7 @@ pub fn read_clips_table(path: &Path) -> Result<Vec<ClipRecord>> {
                     .filter(|t| t.is_valid(i))
                     .map(|t| t.value(i).to_owned()),
                 actions,
+                decode_errors: decode_errors.map_or(0, |d| d.value(i)),
             });
         }
     }
@@ -396,6 +414,7 @@ mod tests {
             label: Some(i as i32),
             text: (i == 1).then(|| "a cat".to_string()),
             actions,
+            decode_errors: (i == 2) as u32 * 7,
         }
     }
 

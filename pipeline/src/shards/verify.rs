@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::format::{ShardReader, sha256_file};
 use super::index::{CLIPS_TABLE_FILE, ClipIndex};
-use super::metadata::{disagreement, read_clips_table};
+use super::metadata::read_split_clips;
 use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,8 @@ impl VerifyReport {
 }
 
 /// Checks size and SHA-256 of every shard, its footer and clip count, and
-/// clips.parquet against the index (rows, clip ids, shard positions). With `deep`, every clip is also decompressed
+/// clips.parquet against the index (its SHA-256, rows, clip ids, shard
+/// positions). With `deep`, every clip is also decompressed
 /// (zstd frame checksums) and its size checked.
 pub fn verify_split(split_dir: &Path, deep: bool) -> Result<VerifyReport> {
     let index = ClipIndex::read(split_dir)?;
@@ -47,12 +48,8 @@ pub fn verify_split(split_dir: &Path, deep: bool) -> Result<VerifyReport> {
             })
         })
         .collect();
-    let table = split_dir.join(CLIPS_TABLE_FILE);
-    let table_problem = match read_clips_table(&table) {
-        Ok(rows) => disagreement(&rows, &index),
-        Err(e) => Some(e.to_string()),
-    };
-    if let Some(what) = table_problem {
+    if let Err(e) = read_split_clips(split_dir, &index) {
+        let what = e.to_string();
         problems.push(Problem {
             file: CLIPS_TABLE_FILE.into(),
             what,

@@ -45,6 +45,8 @@ pub struct Streamed {
     pub frames: usize,
     /// Per-frame action vectors `[n, D]` for (at least) those frames.
     pub actions: Option<Vec<f32>>,
+    /// Damage the decoder reported and concealed (kept by `--on-damage keep`).
+    pub decode_errors: u32,
 }
 
 /// What a source says about its frames (recorded in index.json).
@@ -113,6 +115,7 @@ pub trait ClipSource: Sync {
         Ok(Streamed {
             frames: delivered,
             actions: video.actions,
+            decode_errors: 0,
         })
     }
     /// Where the data came from, for index.json (and the plan fingerprint).

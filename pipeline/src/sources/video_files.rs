@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{ClipSource, DecodedVideo, FrameSpec, Streamed, VideoItem};
 use crate::error::{PipelineError, Result};
 use crate::shards::Reject;
-use crate::video::{DecodeOptions, decode_video};
+use crate::video::{DamagePolicy, DecodeOptions, decode_video};
 
 /// One listed video file with what the dataset knows about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +70,14 @@ impl VideoFiles {
     pub fn files(&self) -> &[VideoFile] {
         &self.files
     }
+}
+
+/// The reject reason of a video FFmpeg reported `reports` problems in.
+fn damage_reason(reports: usize, first: Option<&str>) -> String {
+    let first: String = first.unwrap_or("").chars().take(160).collect();
+    format!(
+        "damaged: FFmpeg reported {reports} decode error(s) it concealed (first: {first:?}); --on-damage keep prepares it anyway"
+    )
 }
 
 /// `path` relative to `raw` with `/` separators, or the whole path when it
@@ -192,9 +200,17 @@ impl ClipSource for VideoFiles {
             record: None,
             reason: e.to_string(),
         })?;
+        if summary.damage > 0 && self.options.on_damage == DamagePolicy::Reject {
+            return Err(Reject {
+                file: self.items[index].source.clone(),
+                record: None,
+                reason: damage_reason(summary.damage, summary.first_damage.as_deref()),
+            });
+        }
         Ok(Streamed {
             frames: summary.delivered,
             actions: file.actions.clone(),
+            decode_errors: u32::try_from(summary.damage).unwrap_or(u32::MAX),
         })
     }
 

@@ -220,6 +220,10 @@ pub struct PartEntry {
     pub first_clip: u64,
     pub rows: u64,
     pub bytes: u64,
+    /// Hex SHA-256 of the part file, checked on every read (Parquet pages
+    /// carry no checksum of their own); absent in older tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The split's manifest: the metadata, the parts and the totals; written last.

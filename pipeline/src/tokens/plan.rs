@@ -194,6 +194,7 @@ impl TablePlan {
                 first_clip: part.first_clip,
                 rows: part.rows as u64,
                 bytes: std::fs::metadata(&path).at(&path)?.len(),
+                sha256: Some(crate::shards::format::sha256_file(&path)?),
             });
         }
         let manifest = TableManifest::new(self.meta.clone(), entries);

@@ -14,7 +14,7 @@ use arrow::datatypes::{Int32Type, UInt16Type, UInt64Type};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::meta::{TableManifest, TokenTableMeta, read_footer};
+use super::meta::{PartEntry, TableManifest, TokenTableMeta, read_footer};
 use crate::error::{IoContext, PipelineError, Result};
 use crate::shards::metadata::{actions_row, checked_actions};
 use crate::shuffle::ShuffledOrder;
@@ -175,6 +175,7 @@ impl TokenTable {
         };
         for part in &self.manifest.parts {
             let path = self.dir.join(&part.file);
+            check_part_file(&path, part, &super::layout::manifest_path(&self.dir))?;
             let expected = PartRows {
                 first_clip: part.first_clip,
                 rows: part.rows,
@@ -190,6 +191,23 @@ impl TokenTable {
     /// size), so that a table `stats` accepts is one a prior trains on.
     pub fn validate(&self) -> Result<()> {
         self.read(None).map(|_| ())
+    }
+}
+
+/// The part file is the one its manifest recorded: same size and, where the
+/// manifest has it, same SHA-256 (a flipped byte in a Parquet data page
+/// would otherwise be read as valid tokens).
+fn check_part_file(path: &Path, part: &PartEntry, manifest: &Path) -> Result<()> {
+    let bytes = std::fs::metadata(path).at(path)?.len();
+    if bytes != part.bytes {
+        return Err(PipelineError::format(
+            path,
+            format!("{bytes} bytes, its manifest says {} (cut or replaced)", part.bytes),
+        ));
+    }
+    match &part.sha256 {
+        Some(expected) => crate::shards::format::check_sha256(path, expected, manifest),
+        None => Ok(()),
     }
 }
 

@@ -11,7 +11,10 @@
 //! decode a packet, hits a read error, or yields fewer than 90% of the
 //! frames its header declares while its packets' timestamps also end before
 //! 90% of the declared duration (a truncated file) is an error; the caller
-//! rejects the video rather than cut clips that skip frames.
+//! rejects the video rather than cut clips that skip frames. Damage FFmpeg
+//! conceals (it logs an error and still gives a frame) is counted in the
+//! summary ([`super::damage`]); what to do with it is the caller's policy
+//! ([`DamagePolicy`]).
 
 use std::path::Path;
 use std::sync::Once;
@@ -24,18 +27,39 @@ use ffmpeg::{Packet, Rational, media};
 use ffmpeg_next as ffmpeg;
 use serde::{Deserialize, Serialize};
 
+use super::damage::{DamageCounter, DamageScope};
 use super::frame_rate::FrameRateFilter;
 use super::geometry::{CropGeometry, ResizeFilter};
 
 /// How to decode: the output resolution, the resize filter, an optional
-/// lower frame rate, and the decoder's own threads (1: parallelism comes
-/// from decoding several videos at once).
+/// lower frame rate, the decoder's own threads (1: parallelism comes from
+/// decoding several videos at once), and what a damaged video becomes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecodeOptions {
     pub resolution: u32,
     pub filter: ResizeFilter,
     pub fps: Option<f64>,
     pub threads: usize,
+    /// Left out of index.json when it is the default, `reject`.
+    #[serde(default, skip_serializing_if = "DamagePolicy::is_reject")]
+    pub on_damage: DamagePolicy,
+}
+
+/// What `prepare` does with a video FFmpeg reported damage in (`--on-damage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DamagePolicy {
+    /// The video goes to rejects.tsv with FFmpeg's first message.
+    #[default]
+    Reject,
+    /// Its clips are kept; clips.parquet's `decode_errors` holds the count.
+    Keep,
+}
+
+impl DamagePolicy {
+    pub fn is_reject(&self) -> bool {
+        *self == Self::Reject
+    }
 }
 
 impl Default for DecodeOptions {
@@ -45,6 +69,7 @@ impl Default for DecodeOptions {
             filter: ResizeFilter::Bilinear,
             fps: None,
             threads: 1,
+            on_damage: DamagePolicy::Reject,
         }
     }
 }
@@ -63,6 +88,10 @@ pub struct DecodeSummary {
     pub codec: String,
     /// The stream's average frame rate, when the container knows it.
     pub source_fps: Option<f64>,
+    /// Error messages and corrupt frames FFmpeg reported (0: clean).
+    pub damage: usize,
+    /// The first of those reports.
+    pub first_damage: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +163,9 @@ pub fn decode_video(
     sink: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<DecodeSummary, VideoError> {
     init_ffmpeg();
+    // Declared first so that it outlives the decoder and its threads.
+    let damage = DamageCounter::default();
+    let scope = DamageScope::enter(&damage);
     match std::fs::metadata(path) {
         Ok(m) if m.len() == 0 => return Err(VideoError::Empty),
         Ok(_) => {}
@@ -165,15 +197,19 @@ pub fn decode_video(
         count: options.threads.max(1),
         ..Default::default()
     });
+    // SAFETY: the context is ours and dropped before `damage`.
+    scope.attach(unsafe { context.as_mut_ptr() });
     let decoder = context.decoder().video().map_err(VideoError::Codec)?;
     let mut state = DecodeState {
         options,
+        damage: &damage,
         decoder,
         time_base,
         source_fps,
         fps: options.fps.map(FrameRateFilter::new),
         scaler: None,
         decoded_frame: Frame::empty(),
+        opaque: Frame::empty(),
         rgb: Frame::empty(),
         out: vec![0; (options.resolution as usize).pow(2) * 3],
         first_time: None,
@@ -258,11 +294,14 @@ pub fn decode_video(
             .map(|c| c.name().to_owned())
             .unwrap_or_default(),
         source_fps,
+        damage: damage.reports(),
+        first_damage: damage.first(),
     })
 }
 
 struct DecodeState<'a> {
     options: &'a DecodeOptions,
+    damage: &'a DamageCounter,
     decoder: ffmpeg::decoder::Video,
     time_base: Rational,
     source_fps: Option<f64>,
@@ -270,6 +309,8 @@ struct DecodeState<'a> {
     /// The converter and the input it was made for (a stream may change size).
     scaler: Option<(scaling::Context, (Pixel, u32, u32), CropGeometry)>,
     decoded_frame: Frame,
+    /// The decoded frame composited on black, for formats with alpha.
+    opaque: Frame,
     rgb: Frame,
     out: Vec<u8>,
     first_time: Option<i64>,
@@ -285,6 +326,8 @@ impl DecodeState<'_> {
             match self.decoder.receive_frame(&mut self.decoded_frame) {
                 Ok(()) => {
                     self.decoded += 1;
+                    // SAFETY: the frame the decoder just filled.
+                    self.damage.check_frame(unsafe { self.decoded_frame.as_ptr() });
                     if self.wanted() {
                         self.convert()?;
                         self.delivered += 1;
@@ -353,8 +396,23 @@ impl DecodeState<'_> {
             self.rgb = Frame::empty();
         }
         let (scaler, _, geometry) = self.scaler.as_mut().expect("scaler made above");
-        if let Err(error) = scaler.run(&self.decoded_frame, &mut self.rgb) {
-            return Err(self.scale_error(key, error));
+        // Transparent pixels (GIF, PNG) are composited on black: RGB24 has
+        // no alpha, and the colour under a transparent pixel is whatever the
+        // decoder left there (FFmpeg's GIF decoder: the placeholder white).
+        let source = match alpha_byte(key.0) {
+            Some(alpha) => {
+                composite_on_black(&self.decoded_frame, &mut self.opaque, alpha);
+                &self.opaque
+            }
+            None => &self.decoded_frame,
+        };
+        if let Err(error) = scaler.run(source, &mut self.rgb) {
+            return Err(VideoError::Scale {
+                width: key.1,
+                height: key.2,
+                format: key.0,
+                error,
+            });
         }
         let r = geometry.resolution as usize;
         let stride = self.rgb.stride(0);
@@ -377,6 +435,41 @@ impl DecodeState<'_> {
             height: key.2,
             format: key.0,
             error,
+        }
+    }
+}
+
+/// Where the alpha byte sits in a pixel of a packed 8-bit RGB format with
+/// alpha; `None` for formats without it.
+fn alpha_byte(format: Pixel) -> Option<usize> {
+    match format {
+        Pixel::BGRA | Pixel::RGBA => Some(3),
+        Pixel::ARGB | Pixel::ABGR => Some(0),
+        _ => None,
+    }
+}
+
+/// `dst` = `src` with each colour byte multiplied by its pixel's alpha/255
+/// (rounded) and alpha made opaque: the frame over a black background.
+/// `src` is the decoder's frame, which it may still reference, so the
+/// result goes to a frame of our own.
+fn composite_on_black(src: &Frame, dst: &mut Frame, alpha: usize) {
+    let (format, width, height) = (src.format(), src.width(), src.height());
+    if dst.format() != format || dst.width() != width || dst.height() != height {
+        *dst = Frame::new(format, width, height);
+    }
+    let row_bytes = width as usize * 4;
+    let (src_stride, dst_stride) = (src.stride(0), dst.stride(0));
+    let src_data = src.data(0);
+    let dst_data = dst.data_mut(0);
+    for y in 0..height as usize {
+        let from = &src_data[y * src_stride..y * src_stride + row_bytes];
+        let to = &mut dst_data[y * dst_stride..y * dst_stride + row_bytes];
+        for (pixel, out) in from.chunks_exact(4).zip(to.chunks_exact_mut(4)) {
+            let a = pixel[alpha] as u32;
+            for (i, (&c, o)) in pixel.iter().zip(out.iter_mut()).enumerate() {
+                *o = if i == alpha { 255 } else { ((c as u32 * a + 127) / 255) as u8 };
+            }
         }
     }
 }
