@@ -7,8 +7,12 @@
 //! ```
 //!
 //! A checkpoint folder is written under a temporary name, every file synced,
-//! then renamed into place; `latest` is replaced atomically afterwards. A
-//! kill at any point leaves the previous checkpoint as `latest`.
+//! then renamed into place; `latest` is replaced atomically afterwards. Just
+//! before the rename, `checkpoints/pending` names the step being committed,
+//! and it is removed once `latest` names it: a kill between the rename and
+//! the new `latest` leaves `pending` naming a complete folder, which readers
+//! take as the newest checkpoint. A kill at any point leaves a run that
+//! `--resume` continues, from the newest complete checkpoint.
 //!
 //! `checksums.json` holds the SHA-256 of the weights and optimizer files as
 //! written; loading checks them, so a damaged file (a flipped bit on disk or
@@ -36,6 +40,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const LATEST_FILE: &str = "latest";
+/// Names the checkpoint being committed (see the module's documentation).
+pub const PENDING_FILE: &str = "pending";
 pub const CHECKSUMS_FILE: &str = "checksums.json";
 
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
@@ -90,21 +96,25 @@ pub fn save_module<M: Module, C: Serialize>(
         fs::remove_dir_all(&staging).at(&staging)?;
     }
     fs::create_dir_all(&staging).at(&staging)?;
+    let pending = dir.join(PENDING_FILE);
     let committed = write_checkpoint_files(&staging, config, state, model, optimizer).and_then(|()| {
         if final_dir.exists() {
             fs::remove_dir_all(&final_dir).at(&final_dir)?;
         }
+        write_bytes_atomic(&pending, name.as_bytes()).at(&dir)?;
         fs::rename(&staging, &final_dir).at(&final_dir)
     });
     if committed.is_err() {
         // A full disk or a failed write leaves no half checkpoint behind.
         let _ = fs::remove_dir_all(&staging);
+        let _ = fs::remove_file(&pending);
     }
     committed?;
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();
     }
     write_bytes_atomic(&dir.join(LATEST_FILE), name.as_bytes()).at(&dir)?;
+    fs::remove_file(&pending).at(&pending)?;
     Ok(final_dir)
 }
 
@@ -176,6 +186,9 @@ pub fn read_record(checkpoint: &Path) -> Result<ModuleRecord> {
 /// started over on top of its checkpoints.
 pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
     let dir = checkpoints_dir(run);
+    if let Some(committed) = pending_commit(&dir) {
+        return Ok(Some(committed));
+    }
     let pointer = dir.join(LATEST_FILE);
     if !pointer.exists() {
         let steps = step_folders(&dir);
@@ -213,6 +226,36 @@ pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
         ));
     }
     Ok(Some(found))
+}
+
+/// Removes temp files (`*.tmp-<pid>`) and staging folders (`.tmp-*`)
+/// under `dir`.
+fn remove_stale_temps(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).at(dir)?.flatten() {
+        let (path, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && name.starts_with(".tmp-") {
+            fs::remove_dir_all(&path).at(&path)?;
+        } else if is_dir {
+            remove_stale_temps(&path)?;
+        } else if name.contains(".tmp-") {
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The step folder `pending` names, when the kill came after its rename:
+/// it is complete (the rename is the commit), only `latest` was not yet
+/// moved to it.
+fn pending_commit(dir: &Path) -> Option<PathBuf> {
+    let bytes = fs::read(dir.join(PENDING_FILE)).ok()?;
+    let name = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().to_owned();
+    if videogpt_pipeline::names::name_problem(&name).is_some() || !name.starts_with("step-") {
+        return None;
+    }
+    let found = dir.join(name);
+    found.join(MODEL_FILE).is_file().then_some(found)
 }
 
 /// The complete step folders of a checkpoints folder, oldest first
@@ -374,7 +417,13 @@ pub fn load_optimizer(checkpoint: &Path, optimizer: ModuleOptimizer) -> Result<M
 
 /// `metrics.jsonl` opened for appending, after the lines logged past `step`
 /// are dropped ([`truncate_metrics_after`]).
+/// (Also removes what a killed run left in the run folder: temp files of
+/// atomic writes, `*.tmp-<pid>`, and checkpoint staging folders, `.tmp-*`;
+/// one process writes a run folder, so any it finds at the start are stale.)
 pub fn open_metrics(path: &Path, step: u64) -> Result<fs::File> {
+    if let Some(run) = path.parent() {
+        remove_stale_temps(run)?;
+    }
     truncate_metrics_after(path, step)?;
     fs::OpenOptions::new().create(true).append(true).open(path).at(path)
 }

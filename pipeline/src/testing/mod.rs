@@ -164,3 +164,4 @@ pub fn tree_files(dir: &Path) -> std::io::Result<std::collections::BTreeMap<Stri
     Ok(out)
 }
 pub mod slurm;
+pub mod faults;
