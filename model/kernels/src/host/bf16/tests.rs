@@ -129,6 +129,11 @@ fn empty_depth_writes_zeros_or_leaves_the_sums() {
 #[test]
 fn packed_right_operands_serve_prefixes() {
     let paths = paths();
+    if paths.is_empty() {
+        // Packing lays operands out for the bf16 instructions themselves.
+        eprintln!("no bf16 path on this CPU: nothing to pack for");
+        return;
+    }
     let mut rng = SplitMix64::new(13);
     let [k, n] = [100, 70];
     for b_transposed in [false, true] {
