@@ -188,7 +188,6 @@ fn labelled_split(dir: &Path) -> (PathBuf, Vec<ClipRecord>) {
     index.shards.truncate(1);
     index.shards[0].clips = 10;
     index.num_clips = 10;
-    index.write(&split).unwrap();
     let records: Vec<ClipRecord> = (0..10)
         .map(|i| ClipRecord {
             clip_id: i,
@@ -204,6 +203,9 @@ fn labelled_split(dir: &Path) -> (PathBuf, Vec<ClipRecord>) {
         })
         .collect();
     write_clips_table(&split.join("clips.parquet"), "labelled", &records, Conditioning { label: true, ..Conditioning::default() }).unwrap();
+    // The index records the table it is written beside.
+    index.clips_table_sha256 = Some(videogpt_pipeline::shards::format::sha256_file(&split.join("clips.parquet")).unwrap());
+    index.write(&split).unwrap();
     (split, records)
 }
 
@@ -284,7 +286,7 @@ fn write_version_1(split_dir: &Path, old_dir: &Path) {
     let mut manifest = TableManifest::read(split_dir).unwrap();
     manifest.meta.table = String::new();
     manifest.format_version = 1;
-    for part in &manifest.parts {
+    for part in &manifest.parts.clone() {
         let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(split_dir.join(&part.file)).unwrap()).unwrap();
         let mut pairs = builder.metadata().file_metadata().key_value_metadata().unwrap().clone();
         pairs.retain(|kv| kv.key != "videogpt.table");
@@ -324,6 +326,11 @@ fn write_version_1(split_dir: &Path, old_dir: &Path) {
             w.write(&batch).unwrap();
         }
         writer.unwrap().close().unwrap();
+    }
+    // Version 1 manifests recorded each part's size, not its SHA-256.
+    for part in &mut manifest.parts {
+        part.bytes = std::fs::metadata(old_dir.join(&part.file)).unwrap().len();
+        part.sha256 = None;
     }
     std::fs::write(old_dir.join("table.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
 }
