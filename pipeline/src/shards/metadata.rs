@@ -25,6 +25,7 @@ use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Schema, UInt32Ty
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
@@ -271,10 +272,10 @@ pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<R
         path: path.into(),
         source: e,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(parquet_err)?
-        .build()
-        .map_err(parquet_err)?;
+    let len = file.metadata().at(path)?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    check_column_chunks(path, builder.metadata(), len)?;
+    let reader = builder.build().map_err(parquet_err)?;
     let path = path.to_owned();
     Ok(reader.map(move |batch| {
         batch.map_err(|e| PipelineError::Arrow {
@@ -282,6 +283,29 @@ pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<R
             source: e,
         })
     }))
+}
+
+/// Every column chunk of `metadata` lies inside the file's `len` bytes.
+/// The parquet crate asserts (panics) on a negative offset or size when it
+/// reads the pages, so a damaged footer is refused here, naming the file.
+pub fn check_column_chunks(path: &Path, metadata: &ParquetMetaData, len: u64) -> Result<()> {
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let start = column.dictionary_page_offset().unwrap_or(column.data_page_offset());
+            let size = column.compressed_size();
+            let inside = start >= 0 && size >= 0 && (start as u64).checked_add(size as u64).is_some_and(|end| end <= len);
+            if !inside {
+                return Err(PipelineError::format(
+                    path,
+                    format!(
+                        "damaged Parquet footer: row group {g}, column {} claims bytes {start}..+{size} of a {len}-byte file",
+                        column.column_path()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads clips.parquet back into records (all columns, all rows).

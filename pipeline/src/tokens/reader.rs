@@ -230,7 +230,9 @@ fn read_part(
         source: e,
     };
     let file = File::open(path).at(path)?;
+    let file_len = file.metadata().at(path)?.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    crate::shards::metadata::check_column_chunks(path, builder.metadata(), file_len)?;
     let wanted = ["clip_id", "tokens", "label", "actions", "frames"];
     let schema = builder.parquet_schema();
     let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
