@@ -17,6 +17,7 @@ pub mod clip_sampling;
 pub mod datasets;
 pub mod error;
 pub mod names;
+pub mod parquet_guard;
 pub mod prepare;
 pub mod progress;
 pub mod rng;

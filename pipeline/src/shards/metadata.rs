@@ -276,13 +276,18 @@ pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<R
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
     check_column_chunks(path, builder.metadata(), len)?;
     let reader = builder.build().map_err(parquet_err)?;
-    let path = path.to_owned();
-    Ok(reader.map(move |batch| {
-        batch.map_err(|e| PipelineError::Arrow {
-            path: path.clone(),
-            source: e,
-        })
-    }))
+    // Decoded here, inside the guard: the parquet crate panics on some damage.
+    let batches = crate::parquet_guard::guarded(path, || {
+        reader
+            .map(|batch| {
+                batch.map_err(|e| PipelineError::Arrow {
+                    path: path.into(),
+                    source: e,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(batches.into_iter().map(Ok))
 }
 
 /// Every column chunk of `metadata` lies inside the file's `len` bytes.

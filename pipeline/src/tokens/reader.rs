@@ -181,7 +181,7 @@ impl TokenTable {
                 rows: part.rows,
                 codebook_size: self.meta().codebook_size,
             };
-            read_part(&path, len, labels, &expected, &mut out)?;
+            crate::parquet_guard::guarded(&path, || read_part(&path, len, labels, &expected, &mut out))?;
         }
         Ok(out)
     }
