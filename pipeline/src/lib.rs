@@ -16,6 +16,7 @@ pub mod clip_cutter;
 pub mod clip_sampling;
 pub mod datasets;
 pub mod error;
+pub mod fuzzing;
 pub mod names;
 pub mod parquet_guard;
 pub mod prepare;
