@@ -206,9 +206,8 @@ pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
         }
         return Ok(None);
     }
-    let bytes = fs::read(&pointer).at(&pointer)?;
-    let name = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
-    let name = name.trim();
+    let name = read_pointer(&pointer)?;
+    let name = name.as_str();
     if let Some(problem) = videogpt_pipeline::names::name_problem(name) {
         return Err(ModelError::format(
             &pointer,
@@ -228,29 +227,36 @@ pub fn latest(run: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(found))
 }
 
-/// Removes temp files (`*.tmp-<pid>`) and staging folders (`.tmp-*`)
-/// under `dir`.
+/// Removes temp files (`*.tmp-<pid>`, the pipeline's atomic-write rule) and
+/// staging folders (`.tmp-*`) under `dir`.
 fn remove_stale_temps(dir: &Path) -> Result<()> {
+    videogpt_pipeline::atomic::remove_stale_temps(dir).at(dir)?;
     for entry in fs::read_dir(dir).at(dir)?.flatten() {
-        let (path, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && name.starts_with(".tmp-") {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
             fs::remove_dir_all(&path).at(&path)?;
-        } else if is_dir {
+        } else {
             remove_stale_temps(&path)?;
-        } else if name.contains(".tmp-") {
-            fs::remove_file(&path).at(&path)?;
         }
     }
     Ok(())
+}
+
+/// The trimmed text of a pointer file (`latest`, `pending`), read up to
+/// 300 bytes: a step folder's name, if it is well-formed.
+fn read_pointer(path: &Path) -> Result<String> {
+    let bytes = fs::read(path).at(path)?;
+    Ok(String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().to_owned())
 }
 
 /// The step folder `pending` names, when the kill came after its rename:
 /// it is complete (the rename is the commit), only `latest` was not yet
 /// moved to it.
 fn pending_commit(dir: &Path) -> Option<PathBuf> {
-    let bytes = fs::read(dir.join(PENDING_FILE)).ok()?;
-    let name = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).trim().to_owned();
+    let name = read_pointer(&dir.join(PENDING_FILE)).ok()?;
     if videogpt_pipeline::names::name_problem(&name).is_some() || !name.starts_with("step-") {
         return None;
     }
