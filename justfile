@@ -94,6 +94,10 @@ demo: build
     {{vgpt}} sample runs/demo/prior --batch 4 --seed 0 --out runs/demo/samples
     @echo "demo sample: runs/demo/samples/samples.gif"
 
+# Sample FVD of a prior run beside R-FVD (its VQ-VAE's reconstructions) and the unigram floor (tokens drawn independently by their train frequencies), clips from the test split: `just sample-quality runs/demo/prior [clips, 256] [report.json] [recipe that trained it] [sample flags]`.
+sample-quality prior clips="256" out="" recipe="" *sample_flags: build
+    .venv/bin/python model/scripts/sample_quality.py --prior {{prior}} --clips {{clips}} {{ if out != "" { "--out " + out } else { "" } }} {{ if recipe != "" { "--recipe " + recipe } else { "" } }} --sample-flags="{{sample_flags}}"
+
 # Mixed precision's check: the demo's VQ-VAE and prior trained in f32 and in bf16 (same seed), test NMSE and bits/dim, with the last `bench-reference ... --bf16` ratios, to docs/results/precision.json: `just precision-report [steps, 2000]`.
 precision-report steps="2000": build
     .venv/bin/python model/scripts/precision_report.py --steps {{steps}}

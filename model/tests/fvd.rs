@@ -169,6 +169,10 @@ fn vgpt_fvd_reports_fvd_r_fvd_and_fvd_star() {
         .arg(weights())
         .arg("--vqvae")
         .arg(&run)
+        // The same set as baseline: drawn as the generated clips are, it must
+        // score exactly their FVD.
+        .arg("--baseline")
+        .arg(&samples)
         .arg("--out")
         .arg(&report)
         .output()
@@ -191,9 +195,10 @@ fn vgpt_fvd_reports_fvd_r_fvd_and_fvd_star() {
             "{key}: {json}"
         );
     }
-    // 4 real clips, 3 drawn per trial: every clip goes through I3D once at most.
-    assert!(json["clips_embedded"].as_u64().unwrap() <= 12);
-    assert!(stdout.contains("R-FVD") && stdout.contains("FVD*"));
+    assert_eq!(json["fvd_baseline"]["trials"], json["fvd"]["trials"], "{json}");
+    // 4 clips per set, 3 drawn per trial: every clip goes through I3D once at most.
+    assert!(json["clips_embedded"].as_u64().unwrap() <= 16);
+    assert!(stdout.contains("R-FVD") && stdout.contains("FVD*") && stdout.contains("baseline"));
 
     // Errors name the argument: too few clips, short clips, no such folder.
     let fail = |args: &[&str]| {
@@ -209,6 +214,8 @@ fn vgpt_fvd_reports_fvd_r_fvd_and_fvd_star() {
     let samples_s = samples.to_str().unwrap();
     let err = fail(&[real_s, samples_s, "--clips", "10"]);
     assert!(err.contains("fewer than --clips 10"), "{err}");
+    let err = fail(&[real_s, "--baseline", samples_s]);
+    assert!(err.contains("--baseline"), "{err}");
     let err = fail(&[real_s, "/nonexistent/x"]);
     assert!(
         err.contains("/nonexistent/x") && err.contains("not a clip-shard split"),

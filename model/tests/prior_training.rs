@@ -110,6 +110,7 @@ fn prior_learns_resumes_exactly_and_samples_video() {
                 context_clip: None,
                 context_split: "test".into(),
                 vqvae: None,
+                unigram: false,
                 out: out.to_path_buf(),
                 mp4,
                 backend: BackendKind::Flex,
@@ -135,6 +136,43 @@ fn prior_learns_resumes_exactly_and_samples_video() {
     let again = dir.path().join("samples-again");
     sample_to(&again, false);
     assert_eq!(saved["tokens"], read_tokens(&again)["tokens"]);
+
+    // The unigram floor: codes drawn only where the train tokens have them,
+    // as often as there (5% of the total variation over 2 x 1,024 draws).
+    let floor = dir.path().join("unigram");
+    let summary = generate(
+        &straight,
+        &GenerateOptions {
+            batch: 2,
+            sample: SampleOptions { seed: 3, ..Default::default() },
+            label: None,
+            actions: None,
+            context_clip: None,
+            context_split: "test".into(),
+            vqvae: None,
+            unigram: true,
+            out: floor.clone(),
+            mp4: false,
+            backend: BackendKind::Flex,
+            progress: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.samples, 2);
+    let drawn: Vec<u64> = read_tokens(&floor)["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|t| t.as_u64().unwrap()))
+        .collect();
+    let train = TokenTable::open_split(&table, "train").unwrap().read(None).unwrap();
+    let mut want = vec![0f64; meta.codebook_size];
+    train.tokens.iter().for_each(|&t| want[t as usize] += 1.0 / train.tokens.len() as f64);
+    let mut got = vec![0f64; meta.codebook_size];
+    drawn.iter().for_each(|&t| got[t as usize] += 1.0 / drawn.len() as f64);
+    assert!(drawn.iter().all(|&t| want[t as usize] > 0.0), "a code the train tokens never use was drawn");
+    let variation = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).sum::<f64>() / 2.0;
+    assert!(variation < 0.05 + 0.5 * (meta.codebook_size as f64 / drawn.len() as f64).sqrt(), "total variation {variation:.3}");
 
     // Loaded weights give the same logits as the trained ones saved.
     let device = burn::tensor::Device::flex();
@@ -186,6 +224,7 @@ fn prior_learns_resumes_exactly_and_samples_video() {
             context_clip: None,
             context_split: "test".into(),
             vqvae: None,
+            unigram: false,
             out: framed_out.clone(),
             mp4: false,
             backend: BackendKind::Flex,

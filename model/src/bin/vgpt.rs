@@ -214,7 +214,7 @@ enum Command {
     Sample {
         /// Prior run or checkpoint folder.
         prior: PathBuf,
-        /// Samples to draw.
+        /// Samples to draw (the GIF, PNG and MP4 show the first 16; all go to clips/ for vgpt fvd).
         #[arg(long, default_value_t = 4)]
         batch: usize,
         /// Divide the logits by this before drawing (1 = the model's distribution).
@@ -250,6 +250,10 @@ enum Command {
         /// VQ-VAE checkpoint (default: the one named in the token tables).
         #[arg(long)]
         vqvae: Option<PathBuf>,
+        /// Instead of the prior, draw every token independently from the code
+        /// frequencies of its train tokens: the floor that sample FVD is judged against.
+        #[arg(long)]
+        unigram: bool,
         /// Output folder (default <prior run>/samples/seed-<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -292,6 +296,10 @@ enum Command {
         /// VQ-VAE checkpoint or run folder: adds R-FVD and FVD*.
         #[arg(long)]
         vqvae: Option<PathBuf>,
+        /// A second generated set (e.g. a `vgpt sample --unigram` folder) scored
+        /// against the same real clips in the same run: its FVD is the baseline.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
         /// Clips per I3D forward pass.
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
@@ -620,6 +628,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             context_clip,
             context_split,
             vqvae,
+            unigram,
             out,
             no_mp4,
             backend,
@@ -637,6 +646,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 context_clip,
                 context_split,
                 vqvae,
+                unigram,
                 out,
                 mp4: !no_mp4,
                 backend,
@@ -663,6 +673,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             trials,
             seed,
             vqvae,
+            baseline,
             batch_size,
             i3d,
             out,
@@ -673,6 +684,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             apply_precision(Some(precision), None);
             let real = clip_set(&real, &root)?;
             let generated = generated.map(|g| clip_set(&g, &root)).transpose()?;
+            let baseline = baseline.map(|g| clip_set(&g, &root)).transpose()?;
             let options = FvdOptions {
                 clips,
                 trials,
@@ -680,6 +692,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 batch_size,
                 weights: i3d,
                 vqvae,
+                baseline,
                 backend,
                 progress: !no_progress,
             };
@@ -698,6 +711,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             show("FVD", &report.fvd);
             show("R-FVD", &report.r_fvd);
             show("FVD*", &report.fvd_star);
+            show("baseline", &report.fvd_baseline);
             println!(
                 "{} clips through I3D in {:.1} s ({:.2} clips/s)",
                 report.clips_embedded,

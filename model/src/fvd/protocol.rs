@@ -7,6 +7,8 @@
 //! - R-FVD: real clips against their VQ-VAE reconstructions.
 //! - FVD*: generated clips against reconstructions of real ones (the prior's
 //!   distance from what its tokenizer can express).
+//! - Baseline FVD: a second generated set (e.g. `vgpt sample --unigram`, the
+//!   floor) against the same real clips, in the same run.
 //!
 //! Each clip's logits are computed once, however many trials draw it.
 
@@ -43,6 +45,8 @@ pub struct FvdOptions {
     /// A VQ-VAE checkpoint or run: adds R-FVD, and FVD* when there are
     /// generated clips.
     pub vqvae: Option<PathBuf>,
+    /// A second generated set scored against the same real clips.
+    pub baseline: Option<PathBuf>,
     pub backend: BackendKind,
     pub progress: bool,
 }
@@ -56,6 +60,7 @@ impl Default for FvdOptions {
             batch_size: 8,
             weights: PathBuf::from(super::weights::DEFAULT_WEIGHTS),
             vqvae: None,
+            baseline: None,
             backend: BackendKind::default(),
             progress: true,
         }
@@ -97,6 +102,11 @@ pub struct FvdReport {
     pub fvd: Option<Distance>,
     pub r_fvd: Option<Distance>,
     pub fvd_star: Option<Distance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<PathBuf>,
+    /// The baseline set against the real clips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fvd_baseline: Option<Distance>,
     /// Clips that went through I3D (each once).
     pub clips_embedded: usize,
     pub seconds: f64,
@@ -246,6 +256,11 @@ pub fn compute_fvd(
     if options.trials == 0 {
         return Err(ModelError::Config("--trials must be at least 1".into()));
     }
+    if options.baseline.is_some() && generated.is_none() {
+        return Err(ModelError::Config(
+            "--baseline is scored beside generated clips: give them too".into(),
+        ));
+    }
     if generated.is_none() && options.vqvae.is_none() {
         return Err(ModelError::Config(
             "nothing to compare the real clips with: give generated clips, or --vqvae for R-FVD"
@@ -256,17 +271,25 @@ pub fn compute_fvd(
     let generated_shards = generated
         .map(|g| open_set(g, options.clips, "generated clips"))
         .transpose()?;
+    let baseline_shards = options
+        .baseline
+        .as_deref()
+        .map(|g| open_set(g, options.clips, "baseline clips"))
+        .transpose()?;
     let shape = real_shards.clip_shape();
-    if let (Some(g), Some(gs)) = (generated, &generated_shards)
-        && gs.clip_shape()[..3] != shape[..3]
-    {
-        return Err(ModelError::Config(format!(
-            "{} has clips of {:?}, the real clips {} are {:?} ([T, H, W, C])",
-            g.display(),
-            gs.clip_shape(),
-            real.display(),
-            shape
-        )));
+    let others = [(generated, &generated_shards), (options.baseline.as_deref(), &baseline_shards)];
+    for (path, shards) in others {
+        if let (Some(g), Some(gs)) = (path, shards)
+            && gs.clip_shape()[..3] != shape[..3]
+        {
+            return Err(ModelError::Config(format!(
+                "{} has clips of {:?}, the real clips {} are {:?} ([T, H, W, C])",
+                g.display(),
+                gs.clip_shape(),
+                real.display(),
+                shape
+            )));
+        }
     }
     check_clips(shape).map_err(|e| ModelError::Config(format!("{}: {e}", real.display())))?;
     let embedder = Embedder::new(&options.weights, options.backend, options.batch_size)?;
@@ -290,24 +313,33 @@ pub fn compute_fvd(
         reconstruct: None,
         logits: HashMap::new(),
     });
+    let mut baseline_set = baseline_shards.as_ref().map(|shards| Set {
+        shards,
+        reconstruct: None,
+        logits: HashMap::new(),
+    });
     let mut recon_set = vqvae.as_ref().map(|model| Set {
         shards: &real_shards,
         reconstruct: Some(model),
         logits: HashMap::new(),
     });
 
-    // Every trial's draws, so that the bar knows the total up front.
-    let draws: Vec<(Vec<u64>, Option<Vec<u64>>)> = (0..options.trials)
+    // Every trial's draws, so that the bar knows the total up front. A
+    // generated set and the baseline draw the same ids (both are samples).
+    let draws: Vec<(Vec<u64>, Option<Vec<u64>>, Option<Vec<u64>>)> = (0..options.trials)
         .map(|trial| {
             let seed = options.seed.wrapping_add(trial as u64);
             let real_ids = draw_clips(real_shards.len(), options.clips, seed);
-            let generated_ids = generated_shards
-                .as_ref()
-                .map(|g| draw_clips(g.len(), options.clips, seed ^ 0x9e37_79b9_7f4a_7c15));
-            (real_ids, generated_ids)
+            let generated_draw = |shards: &Option<ClipShards>| {
+                shards
+                    .as_ref()
+                    .map(|g| draw_clips(g.len(), options.clips, seed ^ 0x9e37_79b9_7f4a_7c15))
+            };
+            (real_ids, generated_draw(&generated_shards), generated_draw(&baseline_shards))
         })
         .collect();
-    let distinct = |pick: &dyn Fn(&(Vec<u64>, Option<Vec<u64>>)) -> Vec<u64>| {
+    type Draw = (Vec<u64>, Option<Vec<u64>>, Option<Vec<u64>>);
+    let distinct = |pick: &dyn Fn(&Draw) -> Vec<u64>| {
         let mut all: Vec<u64> = draws.iter().flat_map(pick).collect();
         all.sort_unstable();
         all.dedup();
@@ -315,11 +347,12 @@ pub fn compute_fvd(
     };
     let real_count = distinct(&|d| d.0.clone());
     let generated_count = distinct(&|d| d.1.clone().unwrap_or_default());
-    let total = real_count * (1 + usize::from(vqvae.is_some())) + generated_count;
+    let baseline_count = distinct(&|d| d.2.clone().unwrap_or_default());
+    let total = real_count * (1 + usize::from(vqvae.is_some())) + generated_count + baseline_count;
     let bar = videogpt_pipeline::progress::bar(total as u64, "clips", options.progress);
 
-    let (mut fvd, mut r_fvd, mut fvd_star) = (Vec::new(), Vec::new(), Vec::new());
-    for (real_ids, generated_ids) in &draws {
+    let (mut fvd, mut r_fvd, mut fvd_star, mut fvd_baseline) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (real_ids, generated_ids, baseline_ids) in &draws {
         real_set.ensure(real_ids, &embedder, &bar)?;
         let real_gaussian = real_set.gaussian(real_ids);
         let generated_gaussian = match (&mut generated_set, generated_ids) {
@@ -336,6 +369,10 @@ pub fn compute_fvd(
             }
             None => None,
         };
+        if let (Some(set), Some(ids)) = (&mut baseline_set, baseline_ids) {
+            set.ensure(ids, &embedder, &bar)?;
+            fvd_baseline.push(frechet_distance(&real_gaussian, &set.gaussian(ids)));
+        }
         if let Some(g) = &generated_gaussian {
             fvd.push(frechet_distance(&real_gaussian, g));
         }
@@ -349,6 +386,7 @@ pub fn compute_fvd(
     bar.finish_and_clear();
     let embedded = real_set.logits.len()
         + generated_set.as_ref().map_or(0, |s| s.logits.len())
+        + baseline_set.as_ref().map_or(0, |s| s.logits.len())
         + recon_set.as_ref().map_or(0, |s| s.logits.len());
     let some = |v: Vec<f64>| (!v.is_empty()).then(|| Distance::of(v));
     Ok(FvdReport {
@@ -362,6 +400,8 @@ pub fn compute_fvd(
         fvd: some(fvd),
         r_fvd: some(r_fvd),
         fvd_star: some(fvd_star),
+        baseline: options.baseline.clone(),
+        fvd_baseline: some(fvd_baseline),
         clips_embedded: embedded,
         seconds: started.elapsed().as_secs_f64(),
         features: "I3D Kinetics-400 logits (400), averaged over time; frames resized to 224x224 \

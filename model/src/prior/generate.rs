@@ -24,6 +24,10 @@ use crate::preview;
 
 /// Where in the output folder the samples are stored as clip shards.
 pub const SAMPLE_CLIPS_DIR: &str = "clips";
+/// Samples shown in the GIF, PNG and MP4; every sample goes to the clips.
+pub const PREVIEW_SAMPLES: usize = 16;
+/// Token grids decoded by the VQ-VAE at once (bounds the decoder's memory).
+const DECODE_BATCH: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -39,6 +43,10 @@ pub struct GenerateOptions {
     pub context_split: String,
     /// The VQ-VAE checkpoint; default: the one named in the token tables.
     pub vqvae: Option<PathBuf>,
+    /// Draw every token independently from the code frequencies of the
+    /// prior's train tokens instead of from the prior: the floor a sample
+    /// FVD is judged against (no structure beyond which codes are common).
+    pub unigram: bool,
     pub out: PathBuf,
     pub mp4: bool,
     pub backend: BackendKind,
@@ -122,21 +130,31 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     let n = config.model.tokens();
     let bar = videogpt_pipeline::progress::bar(n as u64, "tokens", options.progress);
     let started = Instant::now();
-    let tokens = sample(&prior, n, b, &condition, &options.sample, &device, |_| bar.inc(1));
+    let tokens = if options.unigram {
+        let counts = train_code_counts(&config, config.model.codes)?;
+        bar.inc(n as u64);
+        draw_unigram(&counts, n, b, options.sample.seed)
+    } else {
+        sample(&prior, n, b, &condition, &options.sample, &device, |_| bar.inc(1))
+    };
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
     let [t, h, w] = config.model.latent_grid;
-    let values: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
-    let grid = Tensor::<4, Int>::from_data(TensorData::new(values, [b, t, h, w]), &device);
-    let video = data::float_values(vqvae.decode(grid));
     let [ct, ch, cw] = vq_config.model.input_shape;
     let c = vq_config.model.channels;
-    let clips = data::clips_from_channels_first(&video, [b, c, ct, ch, cw]);
+    let mut clips = Vec::with_capacity(b);
+    for rows in tokens.chunks(DECODE_BATCH * n) {
+        let k = rows.len() / n;
+        let values: Vec<i64> = rows.iter().map(|&x| x as i64).collect();
+        let grid = Tensor::<4, Int>::from_data(TensorData::new(values, [k, t, h, w]), &device);
+        let video = data::float_values(vqvae.decode(grid));
+        clips.extend(data::clips_from_channels_first(&video, [k, c, ct, ch, cw]));
+    }
     let shape = [ct, ch, cw, c];
     std::fs::create_dir_all(&options.out).at(&options.out)?;
-    let refs: Vec<&[u8]> = clips.iter().map(|c| c.as_slice()).collect();
-    let columns = (b as f64).sqrt().ceil() as usize;
+    let refs: Vec<&[u8]> = clips.iter().take(PREVIEW_SAMPLES).map(|c| c.as_slice()).collect();
+    let columns = (refs.len() as f64).sqrt().ceil() as usize;
     let grid: Vec<Vec<&[u8]>> = refs.chunks(columns).map(|r| r.to_vec()).collect();
     let gif = options.out.join("samples.gif");
     preview::write_grid_gif(&gif, &grid, shape, 8).at(&gif)?;
@@ -156,6 +174,7 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
         "prior": checkpoint,
         "vqvae": vqvae_path,
         "sample": options.sample,
+        "unigram": options.unigram,
     });
     MemoryClips::new("samples", "samples", shape, None, clips.clone(), names, description)
         .map_err(ModelError::Config)?
@@ -164,6 +183,7 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     let text = serde_json::to_vec(&serde_json::json!({
         "latent_grid": config.model.latent_grid,
         "sample": options.sample,
+        "unigram": options.unigram,
         "context_clips": context_clips,
         "tokens": tokens.chunks(n).collect::<Vec<_>>(),
     }))
@@ -179,6 +199,43 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
         sampling_seconds: seconds,
         tokens_per_second: (b * n) as f64 / seconds.max(1e-9),
     })
+}
+
+/// How often each code occurs in the prior's train token table.
+fn train_code_counts(config: &PriorRunConfig, codes: usize) -> Result<Vec<u64>> {
+    let dir = videogpt_pipeline::tokens::layout::split_dir(&config.train.table, "train");
+    let rows = videogpt_pipeline::tokens::TokenTable::open(&dir)?.read(None)?;
+    let mut counts = vec![0u64; codes];
+    for &code in &rows.tokens {
+        // The reader has checked every token against the codebook size.
+        counts[code as usize] += 1;
+    }
+    if counts.iter().all(|&n| n == 0) {
+        return Err(ModelError::format(&dir, "holds no tokens to count"));
+    }
+    Ok(counts)
+}
+
+/// `b` rows of `n` codes, each drawn independently with probability
+/// proportional to `counts`; row `r` draws from its own stream (seed, r).
+pub fn draw_unigram(counts: &[u64], n: usize, b: usize, seed: u64) -> Vec<u16> {
+    let total: u64 = counts.iter().sum();
+    let cumulative: Vec<u64> = counts
+        .iter()
+        .scan(0u64, |acc, &c| {
+            *acc += c;
+            Some(*acc)
+        })
+        .collect();
+    let mut tokens = Vec::with_capacity(b * n);
+    for row in 0..b {
+        let mut rng = videogpt_pipeline::rng::SplitMix64::for_item(seed, "unigram", row as u64);
+        for _ in 0..n {
+            let u = rng.below(total);
+            tokens.push(cumulative.partition_point(|&c| c <= u) as u16);
+        }
+    }
+    tokens
 }
 
 /// The conditioning frames of `batch` samples from the prior's token table
@@ -209,4 +266,26 @@ fn context_frames(config: &PriorRunConfig, options: &GenerateOptions) -> Result<
 pub fn read_actions(path: &Path) -> Result<Vec<f32>> {
     let text = std::fs::read_to_string(path).at(path)?;
     serde_json::from_str(&text).map_err(|e| ModelError::format(path, format!("expected a JSON list of numbers: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::draw_unigram;
+
+    #[test]
+    fn unigram_draws_follow_the_counts_and_the_seed() {
+        let counts = [0u64, 10, 30, 60, 0];
+        let draws = draw_unigram(&counts, 25_000, 4, 7);
+        assert_eq!(draws.len(), 100_000);
+        let mut seen = [0f64; 5];
+        draws.iter().for_each(|&t| seen[t as usize] += 1.0 / 100_000.0);
+        assert_eq!((seen[0], seen[4]), (0.0, 0.0), "codes never seen in training were drawn");
+        for (code, want) in [(1, 0.1), (2, 0.3), (3, 0.6)] {
+            assert!((seen[code] - want).abs() < 0.01, "code {code}: {} against {want}", seen[code]);
+        }
+        // Same seed, same draws; a row does not depend on the batch size.
+        assert_eq!(draws, draw_unigram(&counts, 25_000, 4, 7));
+        assert_eq!(draws[..25_000], draw_unigram(&counts, 25_000, 1, 7)[..]);
+        assert_ne!(draws, draw_unigram(&counts, 25_000, 4, 8));
+    }
 }
