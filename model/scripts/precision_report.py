@@ -18,12 +18,13 @@ missing).
 """
 
 import argparse
+import functools
 import json
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+import logged_run
 
 PRECISIONS = ("f32", "bf16")
 # The demo's settings (justfile: demo).
@@ -37,14 +38,8 @@ BENCH_FIELDS = {
 }
 
 
-def run(command, log):
-    """Runs `command`, its output appended to `log`; stops the report if it fails."""
-    print("+", shlex.join(command), flush=True)
-    log.write(f"+ {shlex.join(command)}\n")
-    log.flush()
-    done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        sys.exit(f"precision_report.py: failed (exit {done.returncode}): {shlex.join(command)}; see {log.name}")
+# Each step of the report: echoed, logged, and the report stopped if it fails.
+run = functools.partial(logged_run.run, script="precision_report.py")
 
 
 def last_metrics(run_dir):

@@ -19,6 +19,7 @@ command, with the recipe's own when --recipe names a justfile recipe.
 """
 
 import argparse
+import functools
 import json
 import shlex
 import subprocess
@@ -26,15 +27,11 @@ import sys
 import time
 from pathlib import Path
 
+import logged_run
 
-def run(command, log):
-    """Runs `command`, its output appended to `log`; stops the report if it fails."""
-    print("+", shlex.join(command), flush=True)
-    log.write(f"+ {shlex.join(command)}\n")
-    log.flush()
-    done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        sys.exit(f"sample_quality.py: failed (exit {done.returncode}): {shlex.join(command)}; see {log.name}")
+
+# Each step of the report: echoed, logged, and the report stopped if it fails.
+run = functools.partial(logged_run.run, script="sample_quality.py")
 
 
 def recipe_commands(recipe):

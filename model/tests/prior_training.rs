@@ -70,6 +70,24 @@ fn log(run: &Path) -> Vec<PriorStepMetrics> {
         .collect()
 }
 
+/// Two samples drawn from the prior into `out` on the CPU, without an MP4.
+fn two_samples(out: &Path, sample: SampleOptions) -> GenerateOptions {
+    GenerateOptions {
+        batch: 2,
+        sample,
+        label: None,
+        actions: None,
+        context_clip: None,
+        context_split: "test".into(),
+        vqvae: None,
+        unigram: false,
+        out: out.to_path_buf(),
+        mp4: false,
+        backend: BackendKind::Flex,
+        progress: false,
+    }
+}
+
 #[test]
 fn prior_learns_resumes_exactly_and_samples_video() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,24 +118,8 @@ fn prior_learns_resumes_exactly_and_samples_video() {
 
     // Sampling: tokens in range, decoded through the table's VQ-VAE.
     let sample_to = |out: &Path, mp4: bool| {
-        generate(
-            &straight,
-            &GenerateOptions {
-                batch: 2,
-                sample: SampleOptions { top_k: Some(50), seed: 1, ..Default::default() },
-                label: None,
-                actions: None,
-                context_clip: None,
-                context_split: "test".into(),
-                vqvae: None,
-                unigram: false,
-                out: out.to_path_buf(),
-                mp4,
-                backend: BackendKind::Flex,
-                progress: false,
-            },
-        )
-        .unwrap()
+        let sample = SampleOptions { top_k: Some(50), seed: 1, ..Default::default() };
+        generate(&straight, &GenerateOptions { mp4, ..two_samples(out, sample) }).unwrap()
     };
     let out = dir.path().join("samples");
     let summary = sample_to(&out, true);
@@ -140,24 +142,8 @@ fn prior_learns_resumes_exactly_and_samples_video() {
     // The unigram floor: codes drawn only where the train tokens have them,
     // as often as there (5% of the total variation over 2 x 1,024 draws).
     let floor = dir.path().join("unigram");
-    let summary = generate(
-        &straight,
-        &GenerateOptions {
-            batch: 2,
-            sample: SampleOptions { seed: 3, ..Default::default() },
-            label: None,
-            actions: None,
-            context_clip: None,
-            context_split: "test".into(),
-            vqvae: None,
-            unigram: true,
-            out: floor.clone(),
-            mp4: false,
-            backend: BackendKind::Flex,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let sample = SampleOptions { seed: 3, ..Default::default() };
+    let summary = generate(&straight, &GenerateOptions { unigram: true, ..two_samples(&floor, sample) }).unwrap();
     assert_eq!(summary.samples, 2);
     let drawn: Vec<u64> = read_tokens(&floor)["tokens"]
         .as_array()
@@ -214,24 +200,8 @@ fn prior_learns_resumes_exactly_and_samples_video() {
     assert!(f[5].bits_per_dim < f[0].bits_per_dim, "{} -> {}", f[0].bits_per_dim, f[5].bits_per_dim);
     assert!(f[5].test_bits_per_dim.is_some());
     let framed_out = dir.path().join("framed-samples");
-    let summary = generate(
-        &framed_run,
-        &GenerateOptions {
-            batch: 2,
-            sample: SampleOptions { seed: 2, ..Default::default() },
-            label: None,
-            actions: None,
-            context_clip: None,
-            context_split: "test".into(),
-            vqvae: None,
-            unigram: false,
-            out: framed_out.clone(),
-            mp4: false,
-            backend: BackendKind::Flex,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let sample = SampleOptions { seed: 2, ..Default::default() };
+    let summary = generate(&framed_run, &two_samples(&framed_out, sample)).unwrap();
     assert_eq!(summary.samples, 2);
     let saved = read_tokens(&framed_out);
     assert_eq!(saved["context_clips"].as_array().unwrap().len(), 2);

@@ -324,9 +324,11 @@ pub fn compute_fvd(
         logits: HashMap::new(),
     });
 
-    // Every trial's draws, so that the bar knows the total up front. A
-    // generated set and the baseline draw the same ids (both are samples).
-    let draws: Vec<(Vec<u64>, Option<Vec<u64>>, Option<Vec<u64>>)> = (0..options.trials)
+    // Every trial's draws (real, generated, baseline ids), so that the bar
+    // knows the total up front. A generated set and the baseline draw the
+    // same ids (both are samples).
+    type Draw = (Vec<u64>, Option<Vec<u64>>, Option<Vec<u64>>);
+    let draws: Vec<Draw> = (0..options.trials)
         .map(|trial| {
             let seed = options.seed.wrapping_add(trial as u64);
             let real_ids = draw_clips(real_shards.len(), options.clips, seed);
@@ -338,7 +340,6 @@ pub fn compute_fvd(
             (real_ids, generated_draw(&generated_shards), generated_draw(&baseline_shards))
         })
         .collect();
-    type Draw = (Vec<u64>, Option<Vec<u64>>, Option<Vec<u64>>);
     let distinct = |pick: &dyn Fn(&Draw) -> Vec<u64>| {
         let mut all: Vec<u64> = draws.iter().flat_map(pick).collect();
         all.sort_unstable();

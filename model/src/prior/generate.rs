@@ -14,7 +14,8 @@ use videogpt_pipeline::sources::memory::MemoryClips;
 
 use super::context::frames_tensor;
 use super::sample::{SampleOptions, sample};
-use super::train::{Conditioning, PriorRunConfig, load_prior};
+use super::train::{Conditioning, PriorRunConfig, checked_rows, load_prior};
+use videogpt_pipeline::tokens::TokenTable;
 use super::{Condition, Prior};
 use crate::backend::BackendKind;
 use crate::checkpoint;
@@ -91,51 +92,21 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     let vqvae = vqvae.valid();
 
     let b = options.batch;
-    let vector = match config.train.conditioning {
-        Conditioning::None | Conditioning::Frames => None,
-        Conditioning::Class => {
-            let label = options.label.ok_or_else(|| {
-                ModelError::Config("this prior is class-conditional: pass --label".into())
-            })?;
-            let classes = config.model.classes.unwrap_or(0) as i32;
-            if !(0..classes).contains(&label) {
-                return Err(ModelError::Config(format!("--label {label} is not in 0..{classes}")));
-            }
-            Prior::condition(&config.model, Some(&vec![label; b]), None, b, &device)
-        }
-        Conditioning::Action => {
-            let actions = options.actions.clone().ok_or_else(|| {
-                ModelError::Config("this prior is action-conditional: pass --actions FILE".into())
-            })?;
-            let want = config.model.action_values.unwrap_or(0);
-            if actions.len() != want {
-                return Err(ModelError::Config(format!(
-                    "--actions has {} values, the prior expects {want} (T x D)",
-                    actions.len()
-                )));
-            }
-            Prior::condition(&config.model, None, Some(&vec![actions; b]), b, &device)
-        }
-    };
-    let mut context_clips = None;
-    let frames = match (&config.model.context, config.train.conditioning) {
-        (Some(context), Conditioning::Frames) => {
-            let (ids, bytes) = context_frames(&config, options)?;
-            context_clips = Some(ids);
-            Some(frames_tensor(&bytes, b, context.shape, &device))
-        }
-        _ => None,
-    };
-    let condition = Condition { vector, frames };
     let n = config.model.tokens();
+    // The floor needs only the code counts, not the prior's condition.
+    let counts = options.unigram.then(|| train_code_counts(&config)).transpose()?;
+    let (condition, context_clips) = match &counts {
+        Some(_) => (Condition::default(), None),
+        None => sampling_condition(&config, options, &device)?,
+    };
     let bar = videogpt_pipeline::progress::bar(n as u64, "tokens", options.progress);
     let started = Instant::now();
-    let tokens = if options.unigram {
-        let counts = train_code_counts(&config, config.model.codes)?;
-        bar.inc(n as u64);
-        draw_unigram(&counts, n, b, options.sample.seed)
-    } else {
-        sample(&prior, n, b, &condition, &options.sample, &device, |_| bar.inc(1))
+    let tokens = match &counts {
+        Some(counts) => {
+            bar.inc(n as u64);
+            draw_unigram(counts, n, b, options.sample.seed)
+        }
+        None => sample(&prior, n, b, &condition, &options.sample, &device, |_| bar.inc(1)),
     };
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -201,17 +172,63 @@ pub fn generate(prior_checkpoint_or_run: &Path, options: &GenerateOptions) -> Re
     })
 }
 
-/// How often each code occurs in the prior's train token table.
-fn train_code_counts(config: &PriorRunConfig, codes: usize) -> Result<Vec<u64>> {
-    let dir = videogpt_pipeline::tokens::layout::split_dir(&config.train.table, "train");
-    let rows = videogpt_pipeline::tokens::TokenTable::open(&dir)?.read(None)?;
-    let mut counts = vec![0u64; codes];
+/// What every sample is conditioned on: a class or actions from the
+/// options, or the first frames of clips of the token table (their ids are
+/// returned too).
+fn sampling_condition(
+    config: &PriorRunConfig,
+    options: &GenerateOptions,
+    device: &burn::tensor::Device,
+) -> Result<(Condition, Option<Vec<u64>>)> {
+    let b = options.batch;
+    let vector = match config.train.conditioning {
+        Conditioning::None | Conditioning::Frames => None,
+        Conditioning::Class => {
+            let label = options.label.ok_or_else(|| {
+                ModelError::Config("this prior is class-conditional: pass --label".into())
+            })?;
+            let classes = config.model.classes.unwrap_or(0) as i32;
+            if !(0..classes).contains(&label) {
+                return Err(ModelError::Config(format!("--label {label} is not in 0..{classes}")));
+            }
+            Prior::condition(&config.model, Some(&vec![label; b]), None, b, device)
+        }
+        Conditioning::Action => {
+            let actions = options.actions.clone().ok_or_else(|| {
+                ModelError::Config("this prior is action-conditional: pass --actions FILE".into())
+            })?;
+            let want = config.model.action_values.unwrap_or(0);
+            if actions.len() != want {
+                return Err(ModelError::Config(format!(
+                    "--actions has {} values, the prior expects {want} (T x D)",
+                    actions.len()
+                )));
+            }
+            Prior::condition(&config.model, None, Some(&vec![actions; b]), b, device)
+        }
+    };
+    let mut context_clips = None;
+    let frames = match (&config.model.context, config.train.conditioning) {
+        (Some(context), Conditioning::Frames) => {
+            let (ids, bytes) = context_frames(config, options)?;
+            context_clips = Some(ids);
+            Some(frames_tensor(&bytes, b, context.shape, device))
+        }
+        _ => None,
+    };
+    Ok((Condition { vector, frames }, context_clips))
+}
+
+/// How often each code occurs in the prior's train tokens (the split and
+/// the checks the trainer used).
+fn train_code_counts(config: &PriorRunConfig) -> Result<Vec<u64>> {
+    let table = TokenTable::open_split(&config.train.table, &config.train.train_split)?;
+    let rows = checked_rows(&table, &config.model)?;
+    let mut counts = vec![0u64; config.model.codes];
     for &code in &rows.tokens {
-        // The reader has checked every token against the codebook size.
+        // In range: the table's codebook is the model's, and the reader
+        // checks every token against it.
         counts[code as usize] += 1;
-    }
-    if counts.iter().all(|&n| n == 0) {
-        return Err(ModelError::format(&dir, "holds no tokens to count"));
     }
     Ok(counts)
 }

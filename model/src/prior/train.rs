@@ -213,7 +213,7 @@ pub fn check_conditioning(model: &PriorConfig, conditioning: Conditioning, meta:
 }
 
 /// Loads an opened split's rows, checked against the model.
-fn checked_rows(t: &TokenTable, config: &PriorConfig) -> Result<TokenRows> {
+pub(crate) fn checked_rows(t: &TokenTable, config: &PriorConfig) -> Result<TokenRows> {
     t.check(&TokenExpectation {
         latent_grid: config.latent_grid,
         codebook_size: config.codes,
