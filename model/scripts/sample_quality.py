@@ -94,7 +94,10 @@ def table(report):
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value:8.1f}" for name, value in rows]
     gap = report["gap_ratio"]
-    if gap is not None:
+    if report["fvd_unigram"] <= report["r_fvd"]:
+        lines.append("the unigram floor is not above R-FVD: at this clip count the three cannot be told apart "
+                     "(FVD fits 400-dimensional Gaussians; the paper uses 256 clips)")
+    elif gap is not None:
         lines.append(f"samples cover {100 * (1 - gap):.0f}% of the way from the floor to R-FVD "
                      f"(gap ratio {gap:.3f}; the aim is at most 0.25)")
     lines.append(f"{report['clips']} clips per set, clips {report['clip_shape']} (T, H, W, C)")

@@ -77,3 +77,12 @@ def test_samples_no_better_than_the_floor_are_not_within_a_quarter():
     assert report["gap_ratio"] == pytest.approx(0.75)
     assert report["within_a_quarter"] is False
     assert report["vqvae_test_nmse"] is None and report["prior_test_bits_per_dim"] is None
+
+
+def test_a_floor_below_r_fvd_is_reported_as_too_few_clips():
+    fvd = {"fvd": {"mean": 761.0}, "r_fvd": {"mean": 1337.3}, "fvd_baseline": {"mean": 1204.6},
+           "clip_shape": [16, 64, 64, 1], "seconds": 1}
+    report = sample_quality.assemble(fvd, 16, Path("/nonexistent/prior"), Path("/nonexistent/vqvae"), [], 1.0)
+    assert report["within_a_quarter"] is False
+    printed = sample_quality.table(report)
+    assert "cannot be told apart" in printed and "of the way" not in printed
